@@ -1,0 +1,218 @@
+"""The ``pop3suite`` command.
+
+The sub-commands and their flags are a contract users' scripts rely on:
+extend, never rename.  Errors a user can fix (bad config, unknown account,
+busy port) print one line to stderr and exit 2; nothing prints a traceback
+for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from . import __version__
+
+EXIT_USAGE = 2
+
+
+def _fail(message: str) -> int:
+    print(f"pop3suite: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+# ---------------------------------------------------------------- init
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from reference_server.lab import DEFAULT_PORTS, LabOptions, create_lab
+
+    ports = dict(DEFAULT_PORTS)
+    for key in ports:
+        value = getattr(args, key)
+        if value is not None:
+            if not 0 <= value <= 65535:
+                return _fail(f"--{key.replace('_', '-')}: expected 0-65535, got {value}")
+            ports[key] = value
+    try:
+        lab = create_lab(args.dir, LabOptions(password=args.password, ports=ports, listen=args.listen))
+    except FileExistsError as error:
+        return _fail(str(error))
+    except OSError as error:
+        return _fail(f"cannot write lab in {args.dir}: {error.strerror}")
+    settings = lab.settings
+    print(f"Lab written to {lab.directory}")
+    print(f"  config:   {lab.config_path}")
+    print(f"  mail:     {settings.mail_root}")
+    print(f"  test CA:  {lab.ca_file}  (give this to clients)")
+    print(f"  accounts: {', '.join(settings.accounts)} (carol uses APOP) @ {', '.join(settings.domains)}")
+    if lab.password_generated:
+        print(f"  password: {lab.password}  (generated; the same for every account)")
+    print(f"Start it with: pop3suite serve --config {lab.config_path}")
+    return 0
+
+
+def cmd_certs(args: argparse.Namespace) -> int:
+    from reference_server import config, tls
+
+    try:
+        settings = config.load(args.config)
+    except config.ConfigError as error:
+        return _fail(str(error))
+    directory = settings.tls_cert.parent if settings.tls_cert else settings.path.parent / "tls"
+    files = tls.issue(directory, tuple(args.name) if args.name else tls.DEFAULT_NAMES)
+    print(f"Issued {files.server_cert} (CA {files.ca_cert})")
+    return 0
+
+
+# ---------------------------------------------------------------- serve
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from reference_server import config
+    from reference_server.server import ReferenceServer
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = config.load(args.config)
+    except config.ConfigError as error:
+        return _fail(str(error))
+
+    async def run() -> int:
+        server = ReferenceServer(settings)
+        try:
+            endpoints = await server.start()
+        except OSError as error:
+            await server.stop()
+            return _fail(f"cannot listen: {error.strerror or error}")
+        for endpoint in endpoints:
+            print(f"pop3suite serve: listening: {endpoint}", flush=True)
+        smtp = [k for k in ("smtp_port", "submission_port", "smtps_port") if getattr(settings, k)]
+        if smtp:
+            print(
+                f"pop3suite serve: note: {', '.join(smtp)} set, but this version has no SMTP side yet",
+                flush=True,
+            )
+        print("pop3suite serve: ready (Ctrl-C or SIGTERM stops)", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await server.stop()
+        print("pop3suite serve: stopped", flush=True)
+        return 0
+
+    return asyncio.run(run())
+
+
+# ---------------------------------------------------------------- deliver
+
+
+def cmd_deliver(args: argparse.Namespace) -> int:
+    from reference_server import config
+    from reference_server.storage import MaildirStore, StorageError
+
+    try:
+        settings = config.load(args.config)
+    except config.ConfigError as error:
+        return _fail(str(error))
+    user, _, domain = args.user.partition("@")
+    if domain and domain.lower() not in settings.domains:
+        return _fail(
+            f"{domain} is not a local domain of {settings.path} (domains: {', '.join(settings.domains)})"
+        )
+    if user not in settings.accounts:
+        return _fail(f"no account {user!r} in {settings.path}")
+    store = MaildirStore(str(settings.mail_root), fsync=settings.fsync)
+    store.ensure_mailbox(user)
+    sources = args.eml or ["-"]
+    for source in sources:
+        try:
+            data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+        except OSError as error:
+            return _fail(f"cannot read {source}: {error.strerror}")
+        try:
+            uid = store.deliver(user, data)
+        except StorageError as error:
+            return _fail(str(error))
+        print(f"delivered {'stdin' if source == '-' else source} to {user} as {uid}")
+    return 0
+
+
+# ---------------------------------------------------------------- demo
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(keep=args.keep, sessions=args.sessions)
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pop3suite", description="POP3/POP3S conformance and load-testing suite with a reference server."
+    )
+    parser.add_argument("--version", action="version", version=f"pop3suite {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("init", help="write a ready lab: config, mailboxes, test CA")
+    p.add_argument("dir", help="lab directory (created if missing)")
+    p.add_argument("--password", help="password for the demo accounts (default: random, printed)")
+    p.add_argument("--listen", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    for key, label in (
+        ("pop3_port", "plain POP3 (+STLS)"),
+        ("pop3s_port", "POP3 over implicit TLS"),
+        ("smtp_port", "SMTP (port-25 role)"),
+        ("submission_port", "submission (587 role)"),
+        ("smtps_port", "SMTP over TLS (465 role)"),
+    ):
+        p.add_argument(
+            f"--{key.replace('_', '-')}", dest=key, type=int, metavar="N", help=f"{label}; 0 = off"
+        )
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("serve", help="run the reference server until SIGINT/SIGTERM")
+    p.add_argument("--config", required=True, help="lab config (pop3suite.toml)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log every connection")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("deliver", help="deliver .eml files (or stdin) into an account's mailbox")
+    p.add_argument("--config", required=True, help="lab config (pop3suite.toml)")
+    p.add_argument("user", help="account name or address (alice or alice@example.test)")
+    p.add_argument("eml", nargs="*", help="message files; none or '-' reads stdin")
+    p.set_defaults(func=cmd_deliver)
+
+    p = sub.add_parser("certs", help="(re)issue the lab's server certificate from its test CA")
+    p.add_argument("--config", required=True, help="lab config (pop3suite.toml)")
+    p.add_argument("--name", action="append", help="DNS name or IP for the certificate (repeatable)")
+    p.set_defaults(func=cmd_certs)
+
+    p = sub.add_parser("demo", help="the main job on the embedded reference server")
+    p.add_argument("--keep", action="store_true", help="keep the temporary lab and print its path")
+    p.add_argument("--sessions", type=int, default=20, help="POP3 sessions per mode (default 20)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

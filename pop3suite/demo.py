@@ -1,0 +1,224 @@
+"""``pop3suite demo``: the main job on the embedded reference server.
+
+It builds a temporary lab, starts ``pop3suite serve`` as its own process (the
+same command users run; a later load run must not share a process with the
+asyncio server), delivers a set of awkward messages, and runs POP3 sessions
+in every connection mode, checking each retrieved message byte for byte.
+Later stages (conformance, a short load run, the report) hang off the same
+lab.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .client import Pop3Client
+from .netutil import free_port
+from .proto import CrlfNormalizer
+
+#: Messages that break careless servers (rfc-checklist.md, "most often wrong").
+DEMO_MESSAGES: dict[str, bytes] = {
+    "plain": b"From: a@example.test\r\nSubject: plain\r\n\r\nHello.\r\n",
+    "dot-lines": b"Subject: dots\r\n\r\n.\r\n..\r\n.leading dot\r\n+OK fake status\r\nend\r\n",
+    "bare-lf": b"Subject: bare LF storage\n\nline one\n.dot after LF\nline three\n",
+    "no-final-newline": b"Subject: no final newline\r\n\r\nlast line without CRLF",
+    "8bit-utf8": (
+        "Subject: =?UTF-8?B?w6TDtsO8?=\r\nX-Raw: caf\u00e9\r\n\r\nGr\u00fc\u00dfe \u2603\r\n".encode()
+    ),
+    "empty-body": b"Subject: empty body\r\n\r\n",
+    "1mb": b"Subject: one megabyte\r\n\r\n" + (b"0123456789abcdef" * 4 + b"\r\n") * 15888,
+}
+
+
+def expected_wire(data: bytes) -> bytes:
+    """What RETR must deliver, unstuffed: CRLF line ends, final CRLF."""
+    normalizer = CrlfNormalizer()
+    return normalizer.feed(data) + normalizer.finish()
+
+
+@dataclass
+class ServerProcess:
+    process: subprocess.Popen[str]
+    endpoints: dict[str, int]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_server(config_path: Path, timeout: float = 20.0) -> ServerProcess:
+    """Run ``pop3suite serve`` as a child process and wait until it is ready.
+
+    Raises:
+        RuntimeError: the server exited or did not get ready in time; the
+            message carries its output.
+    """
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pop3suite", "serve", "--config", str(config_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    endpoints: dict[str, int] = {}
+    output: list[str] = []
+    deadline = time.monotonic() + timeout
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        output.append(line)
+        if "listening:" in line:
+            name, _, where = line.split("listening:", 1)[1].strip().partition(" on ")
+            endpoints[name] = int(where.rsplit(":", 1)[1])
+        if "ready" in line:
+            return ServerProcess(process, endpoints)
+    process.kill()
+    process.wait()
+    raise RuntimeError("pop3suite serve did not start:\n" + "".join(output))
+
+
+@contextmanager
+def lab_server(keep: bool = False) -> Iterator[tuple[object, ServerProcess]]:
+    """A temporary lab with free ports and its running server."""
+    from reference_server.lab import LabOptions, create_lab
+
+    directory = Path(tempfile.mkdtemp(prefix="pop3suite-demo-"))
+    ports = {key: free_port() for key in ("pop3_port", "pop3s_port")}
+    ports.update(smtp_port=0, submission_port=0, smtps_port=0)
+    lab = create_lab(directory, LabOptions(ports=ports, login_failure_delay=0.2, fsync=False))
+    server = start_server(lab.config_path)
+    try:
+        yield lab, server
+    finally:
+        server.stop()
+        if keep:
+            print(f"lab kept in {directory}")
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _modes(lab: object, server: ServerProcess) -> dict[str, Callable[[], Pop3Client]]:
+    context = ssl.create_default_context(cafile=str(lab.ca_file))  # type: ignore[attr-defined]
+    pop3, pop3s = server.endpoints["pop3"], server.endpoints["pop3s"]
+    return {
+        "plain": lambda: Pop3Client("127.0.0.1", pop3),
+        "stls": lambda: Pop3Client("127.0.0.1", pop3, tls="stls", ssl_context=context),
+        "implicit-tls": lambda: Pop3Client("127.0.0.1", pop3s, tls="implicit", ssl_context=context),
+    }
+
+
+def run_demo(keep: bool = False, sessions: int = 20) -> int:
+    """Run the demo; return the exit status (0 when every check passed)."""
+    from reference_server.storage import MaildirStore
+
+    print("pop3suite demo: starting a temporary lab with the reference server ...")
+    failures: list[str] = []
+    with lab_server(keep) as (lab, server):
+        settings = lab.settings  # type: ignore[attr-defined]
+        password = lab.password  # type: ignore[attr-defined]
+        print(f"  server: pop3 :{server.endpoints['pop3']}  pop3s :{server.endpoints['pop3s']}")
+        store = MaildirStore(str(settings.mail_root), fsync=False)
+        for data in DEMO_MESSAGES.values():
+            store.deliver("alice", data)
+        expected = [expected_wire(data) for data in DEMO_MESSAGES.values()]
+        total = sum(len(e) for e in expected)
+        print(f"  delivered {len(expected)} awkward messages ({total} octets) to alice")
+        print(f"\n  {'mode':<14}{'login':<8}{'sessions':>9}{'ok':>5}{'median ms':>11}{'sessions/s':>12}")
+        for mode, factory in _modes(lab, server).items():
+            for login in ("USER", "SASL"):
+                times, passed = [], 0
+                started = time.perf_counter()
+                for _ in range(sessions):
+                    t0 = time.perf_counter()
+                    try:
+                        with factory() as pop:
+                            if login == "USER":
+                                pop.login("alice", password)
+                            else:
+                                pop.auth_plain("alice", password)
+                            count, size = pop.stat()
+                            sizes = pop.list()
+                            bodies = [pop.retr(n) for n in range(1, count + 1)]
+                            pop.quit()
+                        problems = _compare(expected, bodies, sizes, size)
+                        if problems:
+                            failures.append(f"{mode}/{login}: {problems}")
+                        else:
+                            passed += 1
+                    except Exception as error:  # report, don't crash the demo
+                        failures.append(f"{mode}/{login}: {type(error).__name__}: {error}")
+                    times.append(time.perf_counter() - t0)
+                elapsed = time.perf_counter() - started
+                print(
+                    f"  {mode:<14}{login:<8}{sessions:>9}{passed:>5}"
+                    f"{statistics.median(times) * 1000:>11.1f}{sessions / elapsed:>12.1f}"
+                )
+        # APOP for carol, then a delete-after-retrieve session for alice.
+        store.deliver("carol", DEMO_MESSAGES["dot-lines"])
+        try:
+            with _modes(lab, server)["plain"]() as pop:
+                pop.apop("carol", password)
+                ok = pop.retr(1) == expected_wire(DEMO_MESSAGES["dot-lines"])
+                pop.quit()
+            print(
+                f"  {'plain':<14}{'APOP':<8}{1:>9}{int(ok):>5}"
+                "   (carol; APOP is weak: MD5 challenge-response)"
+            )
+            if not ok:
+                failures.append("APOP retrieval differed")
+        except Exception as error:
+            failures.append(f"APOP: {type(error).__name__}: {error}")
+        try:
+            with _modes(lab, server)["plain"]() as pop:
+                pop.login("alice", password)
+                count, _ = pop.stat()
+                for n in range(1, count + 1):
+                    pop.dele(n)
+                pop.quit()
+            with _modes(lab, server)["plain"]() as pop:
+                pop.login("alice", password)
+                left = pop.stat()[0]
+                pop.quit()
+            print(f"\n  delete-after-retrieve: {count} deleted, {left} left (expected 0)")
+            if left:
+                failures.append(f"{left} messages left after DELE+QUIT")
+        except Exception as error:
+            failures.append(f"delete session: {type(error).__name__}: {error}")
+    if failures:
+        print(f"\npop3suite demo: {len(failures)} FAILED checks:")
+        for failure in failures[:20]:
+            print(f"  - {failure}")
+        return 1
+    print("\npop3suite demo: all checks passed (byte-exact retrieval in every mode).")
+    return 0
+
+
+def _compare(expected: list[bytes], bodies: list[bytes], sizes: dict[int, int], stat_size: int) -> str:
+    if len(bodies) != len(expected):
+        return f"{len(bodies)} messages, expected {len(expected)}"
+    for number, (want, got) in enumerate(zip(expected, bodies, strict=True), 1):
+        if want != got:
+            return f"message {number} differs ({len(got)} octets, expected {len(want)})"
+        if sizes[number] != len(got):
+            return f"LIST {number} says {sizes[number]}, RETR sent {len(got)}"
+    if stat_size != sum(len(b) for b in bodies):
+        return f"STAT size {stat_size} != retrieved {sum(len(b) for b in bodies)}"
+    return ""

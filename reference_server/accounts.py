@@ -1,0 +1,70 @@
+"""Who may log in: the credential check, as a small policy object.
+
+It is consulted by the server shell but knows nothing of sockets, so every
+rule is testable directly:
+
+* Unknown users and wrong passwords fail alike, and an unknown user still
+  costs one hash verification (no user enumeration by timing).
+* An account with APOP on logs in only with APOP (RFC 1939 §13: a server
+  offering both "should not allow both for one user").
+* The APOP digest is the lower-case hex MD5 of the greeting timestamp and the
+  secret (RFC 1939 §7).  The timestamp is unique per connection, so a digest
+  captured from another session never matches again.
+* SASL PLAIN with an authorization identity other than the login fails (no
+  proxy logins here).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+from collections.abc import Mapping
+
+from pop3suite.proto import Authenticate
+
+from . import passwords
+from .config import AccountSettings
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return passwords.hash_password("not-a-real-password")
+
+
+class Authenticator:
+    """Checks :class:`~pop3suite.proto.Authenticate` requests."""
+
+    def __init__(self, accounts: Mapping[str, AccountSettings]) -> None:
+        self.accounts = dict(accounts)
+
+    @property
+    def any_apop(self) -> bool:
+        """True if some account has APOP on (then the greeting carries a
+        timestamp)."""
+        return any(a.apop for a in self.accounts.values())
+
+    def check(self, request: Authenticate, apop_timestamp: str | None = None) -> str | None:
+        """The account name if the credentials are good, else None.
+
+        May take tens of milliseconds (scrypt): call it from a worker thread.
+        """
+        account = self.accounts.get(request.username)
+        if request.mechanism == "APOP":
+            return self._check_apop(account, request, apop_timestamp)
+        if account is None or account.apop or (request.authzid and request.authzid != request.username):
+            passwords.verify_password(_dummy_hash(), request.secret)
+            return None
+        if passwords.verify_password(account.password, request.secret):
+            return account.name
+        return None
+
+    @staticmethod
+    def _check_apop(
+        account: AccountSettings | None, request: Authenticate, timestamp: str | None
+    ) -> str | None:
+        secret = passwords.plain_secret(account.password) if account else None
+        if account is None or not account.apop or secret is None or not timestamp:
+            return None
+        expected = hashlib.md5((timestamp + secret).encode("utf-8")).hexdigest().encode("ascii")
+        return account.name if hmac.compare_digest(expected, request.secret) else None

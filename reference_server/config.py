@@ -1,0 +1,182 @@
+"""The lab configuration: one TOML file -> typed, validated settings.
+
+Every problem is reported as one line naming the file, the key and what is
+wrong (``ConfigError``), and unknown keys are errors too, so a typo such as
+``pop3port`` is caught instead of silently ignored.  Relative paths are taken
+relative to the config file, so a lab directory can be moved as a whole.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pop3suite.proto.limits import PROVIDER_IDLE_TIMEOUT_SECONDS
+
+from . import passwords
+from .storage.base import SAFE_USERNAME
+
+
+class ConfigError(Exception):
+    """A config problem, worded for the user (file, key, what is wrong)."""
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    """One mail account.
+
+    Attributes:
+        name: login name (also the mailbox directory name).
+        password: a hash string (see :mod:`reference_server.passwords`).
+        apop: APOP switched on for this account (off by default, like the
+            provider).  Needs a ``{PLAIN}`` password: APOP needs the secret.
+    """
+
+    name: str
+    password: str = field(repr=False)
+    apop: bool = False
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything ``pop3suite serve`` needs, validated."""
+
+    path: Path
+    listen: str = "127.0.0.1"
+    pop3_port: int = 11110
+    pop3s_port: int = 0
+    smtp_port: int = 0
+    submission_port: int = 0
+    smtps_port: int = 0
+    idle_timeout: float = PROVIDER_IDLE_TIMEOUT_SECONDS
+    login_failure_delay: float = 2.0
+    max_bad_commands: int = 20
+    cleartext_login: bool = True
+    mail_root: Path = Path("mail")
+    domains: tuple[str, ...] = ("example.test",)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    fsync: bool = True
+    accounts: dict[str, AccountSettings] = field(default_factory=dict)
+
+
+_SERVER_KEYS: dict[str, type | tuple[type, ...]] = {
+    "listen": str,
+    "pop3_port": int,
+    "pop3s_port": int,
+    "smtp_port": int,
+    "submission_port": int,
+    "smtps_port": int,
+    "idle_timeout": (int, float),
+    "login_failure_delay": (int, float),
+    "max_bad_commands": int,
+    "cleartext_login": bool,
+    "mail_root": str,
+    "domains": list,
+    "fsync": bool,
+}
+_TLS_KEYS = {"cert": str, "key": str}
+_ACCOUNT_KEYS = {"password": str, "apop": bool}
+_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list"}
+
+
+def _type_name(expected: type | tuple[type, ...]) -> str:
+    if isinstance(expected, tuple):
+        return "a number"
+    return _TYPE_NAMES.get(expected, expected.__name__)
+
+
+def _check_table(path: Path, prefix: str, table: Any, keys: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: '{prefix}' must be a table")
+    for key, value in table.items():
+        if key not in keys:
+            raise ConfigError(f"{path}: unknown key '{prefix}.{key}' (known: {', '.join(sorted(keys))})")
+        expected = keys[key]
+        # bool is an int subclass: a port of `true` is a mistake, not 1.
+        wrong_bool = isinstance(value, bool) and expected is not bool
+        if wrong_bool or not isinstance(value, expected):
+            raise ConfigError(f"{path}: key '{prefix}.{key}': expected {_type_name(expected)}, got {value!r}")
+    return table
+
+
+def _port(path: Path, key: str, value: int) -> int:
+    if not 0 <= value <= 65535:
+        raise ConfigError(f"{path}: key 'server.{key}': expected a port 0-65535 (0 = off), got {value}")
+    return value
+
+
+def load(path: str | Path) -> Settings:
+    """Read and validate a config file.
+
+    Raises:
+        ConfigError: the file is missing, not TOML, or has a bad key.
+    """
+    path = Path(path).resolve()
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file (create one with 'pop3suite init DIR')") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+    return parse(data, path)
+
+
+def parse(data: dict[str, Any], path: Path) -> Settings:
+    """Validate an already-parsed TOML document (see :func:`load`)."""
+    _check_table(path, "", data, {"server": dict, "tls": dict, "accounts": dict})
+    server = _check_table(path, "server", data.get("server", {}), _SERVER_KEYS)
+    tls = _check_table(path, "tls", data.get("tls", {}), _TLS_KEYS)
+    base = path.parent
+    kwargs: dict[str, Any] = {"path": path}
+    for key, value in server.items():
+        if key.endswith("_port"):
+            value = _port(path, key, value)
+        elif key in ("idle_timeout", "login_failure_delay") and value < 0:
+            raise ConfigError(f"{path}: key 'server.{key}': must not be negative, got {value}")
+        elif key == "max_bad_commands" and value < 1:
+            raise ConfigError(f"{path}: key 'server.max_bad_commands': must be at least 1, got {value}")
+        elif key == "mail_root":
+            value = base / value
+        elif key == "domains":
+            if not value or not all(isinstance(d, str) and d for d in value):
+                raise ConfigError(f"{path}: key 'server.domains': expected a non-empty list of domain names")
+            value = tuple(d.lower() for d in value)
+        kwargs[key] = value
+    kwargs.setdefault("mail_root", base / "mail")
+    if tls:
+        if set(tls) != {"cert", "key"}:
+            raise ConfigError(f"{path}: table 'tls' needs both 'cert' and 'key'")
+        kwargs["tls_cert"] = base / tls["cert"]
+        kwargs["tls_key"] = base / tls["key"]
+    accounts = {}
+    for name, table in data.get("accounts", {}).items():
+        if not SAFE_USERNAME.fullmatch(name) or ".." in name:
+            raise ConfigError(f"{path}: account name {name!r}: use letters, digits and . _ + - only")
+        entry = _check_table(path, f"accounts.{name}", table, _ACCOUNT_KEYS)
+        if "password" not in entry:
+            raise ConfigError(f"{path}: key 'accounts.{name}.password' is missing")
+        try:
+            passwords.check_format(entry["password"])
+        except passwords.BadHash as error:
+            raise ConfigError(f"{path}: key 'accounts.{name}.password': {error}") from None
+        if entry.get("apop") and passwords.plain_secret(entry["password"]) is None:
+            raise ConfigError(
+                f"{path}: key 'accounts.{name}.apop': APOP needs the secret in the clear; "
+                "give the password as '{PLAIN}secret'"
+            )
+        accounts[name] = AccountSettings(name, entry["password"], entry.get("apop", False))
+    kwargs["accounts"] = accounts
+    settings = Settings(**kwargs)
+    if settings.pop3_port == 0 and settings.pop3s_port == 0:
+        raise ConfigError(f"{path}: key 'server.pop3_port': both pop3_port and pop3s_port are 0 (off)")
+    if settings.pop3s_port and settings.tls_cert is None:
+        raise ConfigError(
+            f"{path}: key 'server.pop3s_port': implicit TLS needs a [tls] table with cert and key"
+        )
+    return settings

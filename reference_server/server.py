@@ -1,0 +1,123 @@
+"""Listeners and lifecycle of the reference server.
+
+``pop3`` is the plain port (with STLS when a certificate is configured),
+``pop3s`` the implicit-TLS port (RFC 8314: TLS first, greeting inside).
+Each accepted connection becomes a :class:`~reference_server.session.Pop3Session`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from dataclasses import dataclass
+
+from .accounts import Authenticator
+from .config import Settings
+from .connection import Connection
+from .session import Pop3Session, ServerContext
+from .storage import MaildirStore, MailStore
+
+log = logging.getLogger("pop3suite.server")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A listening socket: its role, address and port."""
+
+    name: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.name} on {host}:{self.port}"
+
+
+def make_tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The server TLS context: TLS 1.2 minimum, the library's strong suites."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    return context
+
+
+class ReferenceServer:
+    """The POP3/POP3S server for one :class:`Settings`.
+
+    Use ``await server.start()`` then ``await server.stop()``, or
+    ``async with ReferenceServer(settings) as server``.
+    """
+
+    def __init__(self, settings: Settings, store: MailStore | None = None) -> None:
+        self.settings = settings
+        self.store = store or MaildirStore(str(settings.mail_root), fsync=settings.fsync)
+        self.context = ServerContext(
+            settings=settings,
+            store=self.store,
+            authenticator=Authenticator(settings.accounts),
+            tls_context=make_tls_context(settings),
+        )
+        self.endpoints: list[Endpoint] = []
+        self._servers: list[asyncio.Server] = []
+        self._connections: set[Connection] = set()
+
+    def _factory(self, listener: str) -> Connection:
+        def handler(conn: Connection) -> asyncio.Future[None]:
+            return self._serve(conn, listener)
+
+        return Connection(handler)  # type: ignore[arg-type]
+
+    async def _serve(self, conn: Connection, listener: str) -> None:
+        self._connections.add(conn)
+        try:
+            await Pop3Session(self.context, conn, listener).run()
+        finally:
+            self._connections.discard(conn)
+
+    async def start(self) -> list[Endpoint]:
+        """Create every mailbox and bind every configured listener."""
+        for name in self.settings.accounts:
+            self.store.ensure_mailbox(name)
+        loop = asyncio.get_running_loop()
+        plan = [
+            ("pop3", self.settings.pop3_port, None),
+            ("pop3s", self.settings.pop3s_port, self.context.tls_context),
+        ]
+        for name, port, tls in plan:
+            if not port:
+                continue
+            server = await loop.create_server(
+                lambda name=name: self._factory(name),
+                self.settings.listen,
+                port,
+                ssl=tls,
+                ssl_handshake_timeout=self.settings.idle_timeout if tls else None,
+                reuse_address=True,
+                backlog=1024,
+            )
+            self._servers.append(server)
+            bound = server.sockets[0].getsockname()
+            self.endpoints.append(Endpoint(name, bound[0], bound[1]))
+        return self.endpoints
+
+    async def stop(self) -> None:
+        """Stop listening and end every session (without UPDATE)."""
+        for server in self._servers:
+            server.close()
+        for conn in list(self._connections):
+            conn.abort()
+            if conn.task is not None:
+                conn.task.cancel()
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+
+    async def __aenter__(self) -> ReferenceServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

@@ -1,0 +1,220 @@
+"""Drives :class:`pop3suite.proto.ServerSession` for one connection.
+
+The read loop feeds the core and carries out the actions it returns; all
+protocol decisions stay in the core, all policy (credentials, lock, TLS,
+timeouts) in small objects this shell consults.  Foreign exceptions (OSError,
+ssl, timeouts, storage errors) are translated here, once.
+
+A session that ends any way other than QUIT in TRANSACTION -- EOF, reset,
+TLS failure, idle timeout, server shutdown -- never reaches
+:meth:`Maildrop.remove`, so it removes nothing (RFC 1939 §6).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pop3suite import __version__
+from pop3suite.proto import (
+    Authenticate,
+    Close,
+    MessageInfo,
+    Retrieve,
+    Send,
+    ServerSession,
+    SessionOptions,
+    StartTLS,
+    State,
+    Update,
+    responses,
+)
+from pop3suite.proto.errors import AuthFailed, MailboxInUse, SystemTemporary
+from pop3suite.proto.framing import CrlfNormalizer, DotStuffer, TopFilter
+
+from .accounts import Authenticator
+from .config import Settings
+from .connection import Connection
+from .storage import Maildrop, MaildropLocked, MailStore, StorageError
+
+log = logging.getLogger("pop3suite.server")
+
+#: Called after every successful login: (account, client address, listener
+#: name, TLS active).  The SMTP side uses it for POP-before-SMTP.
+LoginHook = Callable[[str, str, str, bool], None]
+
+
+@dataclass
+class ServerContext:
+    """What all sessions of one server share."""
+
+    settings: Settings
+    store: MailStore
+    authenticator: Authenticator
+    tls_context: ssl.SSLContext | None = None
+    login_hooks: list[LoginHook] = field(default_factory=list)
+    active_sessions: int = 0
+    _timestamp_counter: int = 0
+
+    def apop_timestamp(self) -> str | None:
+        """A fresh RFC 822 msg-id for the greeting, unique on every
+        connection, or None when no account uses APOP."""
+        if not self.authenticator.any_apop:
+            return None
+        self._timestamp_counter += 1
+        return f"<{os.getpid()}.{self._timestamp_counter}.{time.time_ns()}.{secrets.token_hex(4)}@{_HOST}>"
+
+
+_HOST = socket.gethostname().split(".")[0] or "localhost"
+
+
+class Pop3Session:
+    """One client connection, from greeting to close."""
+
+    def __init__(self, ctx: ServerContext, conn: Connection, listener: str) -> None:
+        self.ctx = ctx
+        self.conn = conn
+        self.listener = listener
+        settings = ctx.settings
+        self.apop_timestamp = ctx.apop_timestamp()
+        self.core = ServerSession(
+            SessionOptions(
+                implementation=f"pop3suite-reference {__version__}",
+                tls_active=conn.tls_active,
+                stls_available=ctx.tls_context is not None and not conn.tls_active,
+                cleartext_login=settings.cleartext_login,
+                apop_timestamp=self.apop_timestamp,
+                max_bad_commands=settings.max_bad_commands,
+            )
+        )
+        self.maildrop: Maildrop | None = None
+
+    async def run(self) -> None:
+        self.ctx.active_sessions += 1
+        try:
+            self.conn.write(self.core.greeting())
+            await self._loop()
+        except TimeoutError:
+            log.debug("%s: idle timeout, closing without UPDATE", self.conn.peer[0])
+        except (ConnectionError, ssl.SSLError, OSError) as error:
+            log.debug("%s: connection ended: %s", self.conn.peer[0], error)
+        finally:
+            self.ctx.active_sessions -= 1
+            if self.maildrop is not None:
+                self.maildrop.close()
+                self.maildrop = None
+            self.conn.close()
+
+    async def _drain(self) -> None:
+        async with asyncio.timeout(self.ctx.settings.idle_timeout):
+            await self.conn.drain()
+
+    async def _loop(self) -> None:
+        core, conn = self.core, self.conn
+        while True:
+            action = core.next_action()
+            if action is None:
+                if core.state is State.CLOSED:
+                    return
+                await self._drain()
+                async with asyncio.timeout(self.ctx.settings.idle_timeout):
+                    data = await conn.read()
+                if not data:
+                    return  # EOF before QUIT: nothing is removed
+                core.receive_data(data)
+            elif isinstance(action, Send):
+                conn.write(action.data)
+            elif isinstance(action, Retrieve):
+                await self._retrieve(action)
+            elif isinstance(action, Authenticate):
+                conn.write(await self._login(action))
+            elif isinstance(action, StartTLS):
+                await self._start_tls(action)
+            elif isinstance(action, Update):
+                conn.write(self._update(action))
+                await self._drain()
+                return
+            elif isinstance(action, Close):
+                conn.write(action.reply)
+                await self._drain()
+                return
+
+    async def _login(self, request: Authenticate) -> bytes:
+        loop = asyncio.get_running_loop()
+        account = await loop.run_in_executor(None, self.ctx.authenticator.check, request, self.apop_timestamp)
+        if account is None:
+            await asyncio.sleep(self.ctx.settings.login_failure_delay)
+            return self.core.reject_login(AuthFailed())
+        try:
+            self.maildrop = self.ctx.store.open_maildrop(account)
+        except MaildropLocked:
+            return self.core.reject_login(MailboxInUse())
+        except StorageError as error:
+            log.warning("cannot open maildrop of %s: %s", account, error)
+            return self.core.reject_login(SystemTemporary())
+        listing = [MessageInfo(m.size, m.uid) for m in self.maildrop.messages]
+        reply = self.core.accept_login(account, listing)
+        for hook in self.ctx.login_hooks:
+            hook(account, self.conn.peer[0], self.listener, self.conn.tls_active)
+        return reply
+
+    async def _retrieve(self, action: Retrieve) -> None:
+        assert self.maildrop is not None
+        message = self.maildrop.message(action.number)
+        try:
+            chunks = self.maildrop.read_chunks(action.number)
+            first = next(chunks, b"")
+        except StorageError as error:
+            log.warning("cannot read message %d: %s", action.number, error)
+            self.conn.write(responses.error_line(SystemTemporary()))
+            return
+        self.conn.write(action.status_line)
+        stuffer = DotStuffer()
+        normalizer = None if message.crlf_clean and action.top_lines is None else CrlfNormalizer()
+        top = TopFilter(action.top_lines) if action.top_lines is not None else None
+        chunk = first
+        while chunk:
+            if normalizer is not None:
+                chunk = normalizer.feed(chunk)
+            if top is not None:
+                chunk = top.feed(chunk)
+            self.conn.write(stuffer.feed(chunk))
+            if top is not None and top.done:
+                break
+            await self._drain()
+            chunk = next(chunks, b"")
+        chunks.close()
+        if normalizer is not None:
+            tail = normalizer.finish()
+            if top is not None:
+                tail = top.feed(tail)
+            self.conn.write(stuffer.feed(tail))
+        self.conn.write(stuffer.finish())
+
+    async def _start_tls(self, action: StartTLS) -> None:
+        assert self.ctx.tls_context is not None
+        self.conn.write(action.reply)
+        await self._drain()
+        # Plaintext sent after "STLS\r\n" must never be read as if it had
+        # come inside TLS (CVE-2011-0411): drop what the core and the
+        # connection hold.
+        self.core.start_tls_discard()
+        self.conn.discard_buffered()
+        await self.conn.start_tls(self.ctx.tls_context, self.ctx.settings.idle_timeout)
+        self.core.tls_started()
+
+    def _update(self, action: Update) -> bytes:
+        assert self.maildrop is not None
+        try:
+            self.maildrop.remove(action.numbers)
+        except StorageError as error:
+            log.warning("UPDATE for %s incomplete: %s", self.core.username, error)
+            return self.core.update_finished(SystemTemporary())
+        return self.core.update_finished()
