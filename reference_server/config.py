@@ -54,6 +54,8 @@ class Settings:
     login_failure_delay: float = 2.0
     max_bad_commands: int = 20
     cleartext_login: bool = True
+    login_delay: int = 0
+    expire: str | None = None
     mail_root: Path = Path("mail")
     domains: tuple[str, ...] = ("example.test",)
     tls_cert: Path | None = None
@@ -73,6 +75,8 @@ _SERVER_KEYS: dict[str, type | tuple[type, ...]] = {
     "login_failure_delay": (int, float),
     "max_bad_commands": int,
     "cleartext_login": bool,
+    "login_delay": int,
+    "expire": (str, int),
     "mail_root": str,
     "domains": list,
     "fsync": bool,
@@ -84,7 +88,7 @@ _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: 
 
 def _type_name(expected: type | tuple[type, ...]) -> str:
     if isinstance(expected, tuple):
-        return "a number"
+        return "a number" if float in expected else " or ".join(_TYPE_NAMES[t] for t in expected)
     return _TYPE_NAMES.get(expected, expected.__name__)
 
 
@@ -139,6 +143,12 @@ def parse(data: dict[str, Any], path: Path) -> Settings:
             value = _port(path, key, value)
         elif key in ("idle_timeout", "login_failure_delay") and value < 0:
             raise ConfigError(f"{path}: key 'server.{key}': must not be negative, got {value}")
+        elif key == "login_delay" and value < 0:
+            raise ConfigError(f"{path}: key 'server.login_delay': must not be negative, got {value}")
+        elif key == "expire":
+            if (isinstance(value, int) and value < 0) or (isinstance(value, str) and value != "NEVER"):
+                raise ConfigError(f"{path}: key 'server.expire': expected days (0 or more) or \"NEVER\"")
+            value = str(value)
         elif key == "max_bad_commands" and value < 1:
             raise ConfigError(f"{path}: key 'server.max_bad_commands': must be at least 1, got {value}")
         elif key == "mail_root":

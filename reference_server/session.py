@@ -36,7 +36,7 @@ from pop3suite.proto import (
     Update,
     responses,
 )
-from pop3suite.proto.errors import AuthFailed, MailboxInUse, SystemTemporary
+from pop3suite.proto.errors import AuthFailed, LoginDelay, MailboxInUse, SystemTemporary
 from pop3suite.proto.framing import CrlfNormalizer, DotStuffer, TopFilter
 
 from .accounts import Authenticator
@@ -60,6 +60,8 @@ class ServerContext:
     authenticator: Authenticator
     tls_context: ssl.SSLContext | None = None
     login_hooks: list[LoginHook] = field(default_factory=list)
+    clock: Callable[[], float] = time.monotonic
+    last_login: dict[str, float] = field(default_factory=dict)
     active_sessions: int = 0
     _timestamp_counter: int = 0
 
@@ -92,6 +94,8 @@ class Pop3Session:
                 cleartext_login=settings.cleartext_login,
                 apop_timestamp=self.apop_timestamp,
                 max_bad_commands=settings.max_bad_commands,
+                login_delay=settings.login_delay or None,
+                expire=settings.expire,
             )
         )
         self.maildrop: Maildrop | None = None
@@ -152,6 +156,11 @@ class Pop3Session:
         if account is None:
             await asyncio.sleep(self.ctx.settings.login_failure_delay)
             return self.core.reject_login(AuthFailed())
+        delay = self.ctx.settings.login_delay
+        now = self.ctx.clock()
+        if delay and now - self.ctx.last_login.get(account, -delay) < delay:
+            # RFC 2449 §8.1.1: only after valid credentials, never on USER.
+            return self.core.reject_login(LoginDelay())
         try:
             self.maildrop = self.ctx.store.open_maildrop(account)
         except MaildropLocked:
@@ -159,6 +168,7 @@ class Pop3Session:
         except StorageError as error:
             log.warning("cannot open maildrop of %s: %s", account, error)
             return self.core.reject_login(SystemTemporary())
+        self.ctx.last_login[account] = now
         listing = [MessageInfo(m.size, m.uid) for m in self.maildrop.messages]
         reply = self.core.accept_login(account, listing)
         for hook in self.ctx.login_hooks:
