@@ -1,0 +1,118 @@
+"""Shared fixtures: a lab on free ports and the reference server running in a
+background thread with its own event loop (real sockets, real TLS).
+
+``server_factory(**overrides)`` starts a server whose settings differ from the
+lab's (e.g. ``idle_timeout=1``); every server is stopped at test end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pop3suite.client import Pop3Client
+from pop3suite.netutil import free_port
+from reference_server.lab import Lab, LabOptions, create_lab
+from reference_server.server import ReferenceServer
+
+PASSWORD = "s3cret pass"  # a space on purpose: RFC 1939 §7 passwords may contain spaces
+
+
+class RunningServer:
+    """A ReferenceServer on its own event loop thread."""
+
+    def __init__(self, server: ReferenceServer) -> None:
+        self.server = server
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def start(self) -> RunningServer:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
+        return self
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+    def port(self, name: str = "pop3") -> int:
+        return next(e.port for e in self.server.endpoints if e.name == name)
+
+    @property
+    def settings(self):
+        return self.server.settings
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Lab:
+    """A fresh lab: accounts alice, bob (USER/PASS) and carol (APOP), password PASSWORD."""
+    ports = {"pop3_port": free_port(), "pop3s_port": free_port()}
+    ports.update(smtp_port=0, submission_port=0, smtps_port=0)
+    options = LabOptions(password=PASSWORD, ports=ports, login_failure_delay=0.05, scrypt_n=2**10, fsync=False)
+    return create_lab(tmp_path / "lab", options)
+
+
+@pytest.fixture
+def server_factory(lab: Lab) -> Iterator[Callable[..., RunningServer]]:
+    """Start a server for the lab, with settings overrides as keyword args."""
+    started: list[RunningServer] = []
+
+    def start(**overrides: object) -> RunningServer:
+        settings = dataclasses.replace(lab.settings, **overrides)
+        running = RunningServer(ReferenceServer(settings)).start()
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.stop()
+
+
+@pytest.fixture
+def server(server_factory: Callable[..., RunningServer]) -> RunningServer:
+    """The lab's server with its default settings."""
+    return server_factory()
+
+
+@pytest.fixture
+def tls_context(lab: Lab) -> ssl.SSLContext:
+    """A client context that trusts only the lab's test CA (verification on)."""
+    return ssl.create_default_context(cafile=str(lab.ca_file))
+
+
+@pytest.fixture
+def connect(server: RunningServer, tls_context: ssl.SSLContext) -> Iterator[Callable[..., Pop3Client]]:
+    """``connect(mode="plain"|"stls"|"implicit")``: a connected client."""
+    clients: list[Pop3Client] = []
+
+    def open_client(mode: str = "plain", **kwargs: object) -> Pop3Client:
+        if mode == "implicit":
+            client = Pop3Client("127.0.0.1", server.port("pop3s"), tls="implicit", ssl_context=tls_context, **kwargs)
+        elif mode == "stls":
+            client = Pop3Client("127.0.0.1", server.port(), tls="stls", ssl_context=tls_context, **kwargs)
+        else:
+            client = Pop3Client("127.0.0.1", server.port(), **kwargs)
+        client.connect()
+        clients.append(client)
+        return client
+
+    yield open_client
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def deliver(lab: Lab) -> Callable[[str, bytes], str]:
+    """``deliver(user, data)``: local delivery through the server's storage code."""
+    from reference_server.storage import MaildirStore
+
+    store = MaildirStore(str(lab.settings.mail_root), fsync=False)
+    return store.deliver
