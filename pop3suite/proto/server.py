@@ -255,7 +255,9 @@ class ServerSession:
         self.state = State.CLOSED
         if error is not None:
             return responses.err("Some deleted messages not removed.", error.code)
-        return responses.ok("Logging out, messages deleted.")
+        if not self._deleted:
+            return responses.ok("Logging out.")
+        return responses.ok(f"Logging out, {len(self._deleted)} messages deleted.")
 
     @property
     def listing(self) -> tuple[MessageInfo, ...]:
