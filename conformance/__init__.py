@@ -1,0 +1,9 @@
+"""The pop3suite conformance suite: pytest tests runnable against any POP3
+server, each tied to an RFC section and a requirement level.
+
+Run it with ``pop3suite check [URL ...]`` or ``pytest conformance --target URL``.
+Theory of operation: :mod:`conformance.case` defines levels, outcomes and the
+``@case`` decorator; :mod:`conformance.target` turns options into a target;
+``conformance/conftest.py`` is the pytest plugin that grades each test and
+writes the reports (:mod:`conformance.report`).
+"""

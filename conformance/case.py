@@ -1,0 +1,134 @@
+"""Cases, levels and graded outcomes (the Autobahn|Testsuite model).
+
+A conformance test is a plain pytest function decorated with :func:`case`,
+which records its stable ID, requirement level, RFC section and the sentence
+it checks (h2spec style).  The plugin grades the result by level:
+
+=============  ===============  =========================
+level          test passes      a check fails
+=============  ===============  =========================
+MUST           OK               FAILED
+PROVIDER       OK               FAILED (provider profile)
+SHOULD         OK               NON-STRICT
+MAY / INFO     INFORMATIONAL    INFORMATIONAL
+=============  ===============  =========================
+
+A test that cannot run because the target lacks something (a capability
+not advertised, no APOP account given, fixtures not seeded) calls
+:func:`unimplemented` and is graded UNIMPLEMENTED, never FAILED.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NoReturn, TypeVar
+
+import pytest
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Level(enum.Enum):
+    MUST = "MUST"
+    SHOULD = "SHOULD"
+    MAY = "MAY"
+    PROVIDER = "PROVIDER"
+    INFO = "INFO"
+
+
+class Outcome(enum.Enum):
+    OK = "OK"
+    NON_STRICT = "NON-STRICT"
+    FAILED = "FAILED"
+    INFORMATIONAL = "INFORMATIONAL"
+    UNIMPLEMENTED = "UNIMPLEMENTED"
+
+
+MUST, SHOULD, MAY, PROVIDER, INFO = Level.MUST, Level.SHOULD, Level.MAY, Level.PROVIDER, Level.INFO
+
+
+@dataclass(frozen=True)
+class CaseInfo:
+    """What a case checks.
+
+    Attributes:
+        id: stable, name-based ID, ``rfc1939/5/stat-format``.
+        level: requirement level.
+        rfc: the document (``"RFC 1939"``, ``"provider"``).
+        section: section number as written in the document.
+        sentence: the normative sentence checked, quoted.
+        ref: the ID in ``shared/spec/rfc-checklist.md`` (e.g. ``rfc1939/5/1``).
+        slow: takes minutes (real timeouts); skipped with ``--fast``.
+        destructive: removes mail (DELE + QUIT); needs ``--allow-destructive``.
+    """
+
+    id: str
+    level: Level
+    rfc: str
+    section: str
+    sentence: str
+    ref: str = ""
+    slow: bool = False
+    destructive: bool = False
+
+    @property
+    def profile(self) -> str:
+        return "provider" if self.level is Level.PROVIDER else "rfc"
+
+
+def case(
+    id: str,
+    level: Level,
+    rfc: str,
+    section: str,
+    sentence: str,
+    *,
+    ref: str = "",
+    slow: bool = False,
+    destructive: bool = False,
+) -> Callable[[F], F]:
+    """Mark a test function as a conformance case."""
+    info = CaseInfo(id, level, rfc, section, " ".join(sentence.split()), ref, slow, destructive)
+
+    def decorate(func: F) -> F:
+        return pytest.mark.pop3case(info)(func)
+
+    return decorate
+
+
+class CaseFailure(AssertionError):
+    """A check failed; carries what was expected and what the server did."""
+
+    def __init__(self, message: str, expected: str, actual: str) -> None:
+        super().__init__(f"{message}\nExpected: {expected}\nActual:   {actual}")
+        self.message = message
+        self.expected = expected
+        self.actual = actual
+
+
+class Unimplemented(pytest.skip.Exception):  # type: ignore[misc, name-defined]
+    """The target does not offer what the case needs."""
+
+
+def unimplemented(reason: str) -> NoReturn:
+    """Stop the case as UNIMPLEMENTED (e.g. the capability is not advertised)."""
+    raise Unimplemented(f"UNIMPLEMENTED: {reason}")
+
+
+def expect(condition: bool, message: str, expected: object, actual: object) -> None:
+    """Fail the case with Expected/Actual unless ``condition`` holds."""
+    if not condition:
+        raise CaseFailure(message, _show(expected), _show(actual))
+
+
+def expect_equal(actual: object, expected: object, message: str) -> None:
+    expect(actual == expected, message, expected, actual)
+
+
+def _show(value: object) -> str:
+    if isinstance(value, bytes):
+        text = repr(value)
+        return text if len(text) < 400 else text[:400] + f"... ({len(value)} octets)"
+    return str(value)

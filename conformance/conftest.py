@@ -1,0 +1,387 @@
+"""The conformance suite's pytest plugin: options, the target, fixtures,
+grading and reports.
+
+Options (mirrored by ``pop3suite check``)::
+
+    --target URL          pop3://USER:PASS@HOST:PORT or pop3s://...; none: the embedded server
+    --pop3s URL           the implicit-TLS endpoint of the same server
+    --smtp URL            smtp://HOST:PORT for seeding and POP-before-SMTP cases
+    --apop-user U:P       an account with APOP on
+    --second-user U:P     another account (lock and isolation cases)
+    --cafile FILE | --insecure
+    --idle-timeout S      the server's configured idle timeout (timeout cases use it)
+    --profile rfc|provider
+    --seed smtp|maildir:DIR|none
+    --domain DOMAIN       mail domain for SMTP seeding (example.test)
+    --allow-destructive   allow DELE+QUIT of the suite's own scratch messages
+    --report DIR          results.json, junit.xml, report.html
+    --fast                skip slow cases (real 120 s / 600 s timers), small fixtures only
+    --target-file FILE    a TOML file with the same keys
+    --expectations FILE   known deviations of this target (TOML: case id = reason)
+"""
+
+from __future__ import annotations
+
+import time
+import tomllib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pop3suite.client import ErrResponse, Pop3Client
+
+from . import report as report_module
+from .case import INFO, MAY, SHOULD, CaseFailure, CaseInfo, Level, Outcome, unimplemented
+from .mailbox import MailboxIndex, Seeder, build_index
+from .target import Credentials, Target, TargetError, build, load_file
+
+CLIENTS = pytest.StashKey[list[Pop3Client]]()
+RESULTS = pytest.StashKey["Results"]()
+MODES = ("plain", "stls", "implicit")
+
+
+# ------------------------------------------------------------------ options
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("pop3suite", "pop3suite conformance target")
+    add = group.addoption
+    add("--target", metavar="URL", help="pop3://USER:PASS@HOST:PORT (default: embedded reference server)")
+    add("--pop3s", metavar="URL", help="implicit-TLS endpoint, pop3s://USER:PASS@HOST:PORT")
+    add("--smtp", metavar="URL", help="smtp://HOST:PORT of the same server")
+    add("--apop-user", metavar="USER:PASS", help="an account with APOP enabled")
+    add("--second-user", metavar="USER:PASS", help="a second account")
+    add("--cafile", metavar="FILE", help="CA certificate to verify the server against")
+    add("--insecure", action="store_true", help="do not verify the server certificate")
+    add("--idle-timeout", type=float, metavar="SECONDS", help="the server's idle timeout")
+    add("--profile", choices=("rfc", "provider"), default=None, help="rfc (default) or provider")
+    add("--seed", metavar="ROUTE", help="smtp (default), maildir:DIR or none")
+    add("--domain", metavar="DOMAIN", help="mail domain of the target user (example.test)")
+    add("--allow-destructive", action="store_true", help="allow DELE+QUIT of scratch messages")
+    add("--report", metavar="DIR", help="write results.json, junit.xml and report.html here")
+    add("--fast", action="store_true", help="skip slow cases and the 1 MB / 10 MB fixtures")
+    add("--target-file", metavar="FILE", help="TOML file describing the target")
+    add("--expectations", metavar="FILE", help="TOML file of known deviations: 'case-id' = 'reason'")
+    add("--source-address", metavar="ADDR", help="second loopback address for policy probes (127.0.0.2)")
+
+
+def _options(config: pytest.Config) -> dict[str, Any]:
+    """Command-line options over target-file values."""
+    values: dict[str, Any] = {}
+    if config.getoption("target_file"):
+        values.update(load_file(config.getoption("target_file")))
+    for key in (
+        "target", "pop3s", "smtp", "apop_user", "second_user", "cafile", "idle_timeout",
+        "profile", "seed", "domain", "expectations", "source_address",
+    ):  # fmt: skip
+        value = config.getoption(key)
+        if value is not None:
+            values["url" if key == "target" else key] = value
+    for flag in ("insecure", "allow_destructive", "fast"):
+        if config.getoption(flag):
+            values[flag] = True
+    values.setdefault("profile", "rfc")
+    return values
+
+
+def _is_embedded(config: pytest.Config) -> bool:
+    return "url" not in _options(config)
+
+
+# ------------------------------------------------------------------ results
+
+
+@dataclass
+class Results:
+    target: str = ""
+    profile: str = "rfc"
+    records: list[dict[str, Any]] = field(default_factory=list)
+    expectations: dict[str, str] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "pop3case(info): a conformance case (conformance.case.case)")
+    results = Results()
+    path = config.getoption("expectations", None)
+    if path:
+        try:
+            results.expectations = {str(k): str(v) for k, v in tomllib.loads(Path(path).read_text()).items()}
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise pytest.UsageError(f"--expectations {path}: {error}") from None
+    config.stash[RESULTS] = results
+
+
+def case_info(item: pytest.Item) -> CaseInfo | None:
+    marker = item.get_closest_marker("pop3case")
+    return marker.args[0] if marker else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    options = _options(config)
+    profile, fast = options["profile"], options.get("fast", False)
+    destructive_ok = options.get("allow_destructive", False) or _is_embedded(config)
+    keep, drop = [], []
+    for item in items:
+        info = case_info(item)
+        if info is None:
+            keep.append(item)
+            continue
+        if (info.level is Level.PROVIDER and profile != "provider") or (info.slow and fast):
+            drop.append(item)
+            continue
+        if info.destructive and not destructive_ok:
+            item.add_marker(pytest.mark.skip(reason="UNIMPLEMENTED: removes mail; needs --allow-destructive"))
+        keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test taking ``mode`` runs once per connection mode (STYLE.md:
+    one body over plain, STLS and implicit TLS)."""
+    explicit = any("mode" in str(m.args[0]) for m in metafunc.definition.iter_markers("parametrize"))
+    if "mode" in metafunc.fixturenames and not explicit:
+        metafunc.parametrize("mode", MODES)
+
+
+def _grade(info: CaseInfo, failed: bool) -> Outcome:
+    if info.level in (MAY, INFO):
+        return Outcome.INFORMATIONAL
+    if not failed:
+        return Outcome.OK
+    return Outcome.NON_STRICT if info.level is SHOULD else Outcome.FAILED
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    info = case_info(item)
+    if info is None:
+        return report
+    decisive = report.when == "call" or (report.when == "setup" and (report.skipped or report.failed))
+    if not decisive:
+        return report
+    results = item.config.stash[RESULTS]
+    param = item.callspec.id if hasattr(item, "callspec") else ""
+    case_id = f"{info.id}[{param}]" if param else info.id
+    record: dict[str, Any] = {
+        "id": case_id,
+        "level": info.level.value,
+        "rfc": info.rfc,
+        "section": info.section,
+        "description": info.sentence,
+        "ref": info.ref,
+        "expected": "",
+        "actual": "",
+        "transcript": "",
+        "duration_s": round(report.duration, 3),
+        "nodeid": item.nodeid,
+    }
+    if report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        record["outcome"] = Outcome.UNIMPLEMENTED.value
+        record["actual"] = reason.removeprefix("Skipped: ").removeprefix("UNIMPLEMENTED: ")
+    else:
+        outcome = _grade(info, report.failed)
+        record["outcome"] = outcome.value
+        if report.failed and call.excinfo is not None:
+            error = call.excinfo.value
+            if isinstance(error, CaseFailure):
+                record["expected"], record["actual"] = error.expected, error.actual
+                record["message"] = error.message
+            else:
+                record["actual"] = f"{type(error).__name__}: {error}"
+        deviation = results.expectations.get(info.id) or results.expectations.get(case_id)
+        if outcome is Outcome.FAILED and deviation:
+            record["deviation"] = deviation
+        if report.failed and (outcome is not Outcome.FAILED or deviation):
+            report.outcome = "passed"  # graded: does not fail the run
+        report.user_properties.append(("pop3suite_outcome", record["outcome"]))
+    clients = item.stash.get(CLIENTS, [])
+    record["transcript"] = "\n".join(c.transcript.render() for c in clients)[-8000:]
+    results.records.append(record)
+    return report
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> Any:
+    for key, value in report.user_properties:
+        if key == "pop3suite_outcome" and report.when == "call":
+            short = {"OK": ".", "NON-STRICT": "N", "FAILED": "F", "INFORMATIONAL": "i"}.get(value, "?")
+            return value.lower(), short, value
+    return None
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    results = config.stash[RESULTS]
+    if not results.records:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("pop3suite conformance")
+    write(f"target: {results.target}   profile: {results.profile}")
+    counts: dict[str, int] = {}
+    for record in results.records:
+        counts[record["outcome"]] = counts.get(record["outcome"], 0) + 1
+    write("   ".join(f"{o.value}: {counts.get(o.value, 0)}" for o in Outcome))
+    for record in results.records:
+        if record["outcome"] in ("FAILED", "NON-STRICT"):
+            note = f"  (known deviation: {record['deviation']})" if record.get("deviation") else ""
+            write(
+                f"{record['outcome']:<11} {record['id']}  [{record['level']}] RFC {record['rfc']} §{record['section']}{note}"
+            )
+            if record.get("expected"):
+                write(f"            Expected: {record['expected'][:300]}")
+            write(f"            Actual:   {record['actual'][:300]}")
+    report_dir = config.getoption("report", None)
+    if report_dir:
+        paths = report_module.write_reports(Path(report_dir), results)
+        write(f"reports: {', '.join(str(p) for p in paths)}")
+
+
+# ------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="session")
+def target(request: pytest.FixtureRequest) -> Iterator[Target]:
+    """The server under test (the embedded reference server by default)."""
+    config = request.config
+    options = _options(config)
+    results = config.stash[RESULTS]
+    if "url" not in options:
+        from .embedded import start_embedded
+
+        embedded = start_embedded(options["profile"], options.get("fast", False), options.get("idle_timeout"))
+        results.target, results.profile = embedded.target.name, options["profile"]
+        yield embedded.target
+        embedded.stop()
+        return
+    options.pop("expectations", None)
+    url = options.pop("url")
+    try:
+        built = build(url, **options)
+    except (TargetError, TypeError) as error:
+        raise pytest.UsageError(f"target: {error}") from None
+    results.target, results.profile = built.name, built.profile
+    yield built
+
+
+@pytest.fixture(scope="session")
+def capabilities(target: Target) -> dict[str, str]:
+    """CAPA before login on the plain port (or 995): tag -> arguments.
+    Empty if CAPA is not implemented."""
+    mode = "plain" if target.pop3 else "implicit"
+    with target.client(mode) as pop:
+        response = pop.command("CAPA", check=False)
+        if not response.ok:
+            pop.quit()
+            return {}
+        body, _ = pop.read_body()
+        pop.quit()
+    caps = {}
+    for line in body.decode("utf-8", "replace").split("\r\n"):
+        if line:
+            tag, _, args = line.partition(" ")
+            caps[tag.upper()] = args
+    return caps
+
+
+@pytest.fixture(scope="session")
+def seeder(target: Target) -> Seeder:
+    return Seeder(target)
+
+
+@pytest.fixture(scope="session")
+def mailbox(target: Target, seeder: Seeder, capabilities: dict[str, str]) -> MailboxIndex:
+    """The fixture messages in the target user's maildrop (seeded once)."""
+    return build_index(target, seeder, set(capabilities))
+
+
+@pytest.fixture
+def need(capabilities: dict[str, str]) -> Callable[[str], str]:
+    """``need("TOP")``: the capability's arguments, or UNIMPLEMENTED."""
+
+    def require(tag: str) -> str:
+        if tag not in capabilities:
+            unimplemented(f"{tag} is not advertised in CAPA")
+        return capabilities[tag]
+
+    return require
+
+
+@pytest.fixture
+def pop(
+    request: pytest.FixtureRequest, target: Target, capabilities: dict[str, str]
+) -> Iterator[Callable[..., Pop3Client]]:
+    """``pop(mode="plain", login=True, user=None)``: a connected client.
+
+    Every client is recorded so a failing case shows the wire transcript.
+    A mode the target does not offer makes the case UNIMPLEMENTED.
+    """
+    clients: list[Pop3Client] = []
+    request.node.stash[CLIENTS] = clients
+
+    def connect(
+        mode: str = "plain",
+        login: bool = True,
+        user: Credentials | None = None,
+        timeout: float = 15.0,
+        source: str | None = None,
+    ) -> Pop3Client:
+        if mode == "implicit" and target.pop3s is None:
+            unimplemented("no implicit-TLS endpoint (give --pop3s URL)")
+        if mode in ("plain", "stls") and target.pop3 is None:
+            unimplemented("no plain POP3 endpoint")
+        if mode == "stls" and "STLS" not in capabilities:
+            unimplemented("STLS is not advertised in CAPA")
+        client = target.client(mode, timeout=timeout, source=source)
+        clients.append(client)
+        client.connect()
+        if login:
+            credentials = user or target.user
+            client.login(credentials.user, credentials.password)
+        return client
+
+    yield connect
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def fixture_number(mailbox: MailboxIndex) -> Callable[[Pop3Client, str], int]:
+    """``fixture_number(pop, "dot-lines")``: its message number in this
+    session, or UNIMPLEMENTED when the fixture is not in the maildrop."""
+
+    def locate(client: Pop3Client, name: str) -> int:
+        if name not in mailbox.fixtures:
+            unimplemented(f"fixture {name!r} is not part of this run")
+        number = mailbox.locate(client, name)
+        if number is None:
+            unimplemented(f"fixture {name!r} is not in the maildrop (seed it: --seed smtp|maildir:DIR)")
+        return number
+
+    return locate
+
+
+@pytest.fixture
+def scratch(seeder: Seeder, target: Target) -> Callable[[int], list[str]]:
+    """``scratch(n)``: deliver n throw-away messages; their nonces."""
+
+    def deliver(count: int = 1) -> list[str]:
+        if not seeder.can_deliver:
+            unimplemented("no delivery route for scratch messages (--seed smtp with --smtp, or maildir:DIR)")
+        return seeder.deliver_scratch(count)
+
+    return deliver
+
+
+def login_error(client: Pop3Client, user: str, password: str) -> Any:
+    """USER/PASS expecting failure: the -ERR response (from USER or PASS)."""
+    try:
+        client.user(user)
+    except ErrResponse as error:
+        return error.response
+    return client.pass_(password, check=False)

@@ -1,0 +1,90 @@
+"""The suite's fixture messages and what a server must hand back for each.
+
+Small fixtures are files in ``conformance/fixtures/``; the 1 MB and 10 MB
+messages are generated (same bytes every time) so the repository stays small.
+Every fixture carries ``X-Pop3suite-Fixture: <name>`` so the suite can find
+it in a maildrop that also holds other mail.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+from pop3suite.proto import CrlfNormalizer
+
+FIXTURE_DIR = Path(__file__).parent / "fixtures"
+HEADER = b"X-Pop3suite-Fixture: "
+
+
+@dataclass(frozen=True)
+class Fixture:
+    name: str
+    data: bytes  # as stored / sent
+
+    @property
+    def wire(self) -> bytes:
+        """What RETR must deliver (unstuffed): CRLF line ends, final CRLF."""
+        normalizer = CrlfNormalizer()
+        return normalizer.feed(self.data) + normalizer.finish()
+
+    @property
+    def body_lines(self) -> list[bytes]:
+        """Lines of the body (after the blank line), CRLF included."""
+        head, _, body = self.wire.partition(b"\r\n\r\n")
+        return body.splitlines(keepends=True)
+
+
+def _big(name: str, size: int) -> bytes:
+    header = (
+        b"From: fixtures@example.test\r\nSubject: "
+        + name.encode()
+        + b"\r\n"
+        + HEADER
+        + name.encode()
+        + b"\r\n\r\n"
+    )
+    line = b"0123456789 abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ .,;:!?\r\n"
+    dotted = b".a line that starts with a dot, deep inside a big message\r\n"
+    body = bytearray()
+    count = 0
+    while len(body) < size - len(header):
+        body += dotted if count % 997 == 0 else line
+        count += 1
+    return header + bytes(body)
+
+
+@functools.cache
+def all_fixtures(include_big: bool = True) -> dict[str, Fixture]:
+    """name -> Fixture, small ones first."""
+    fixtures = {}
+    for path in sorted(FIXTURE_DIR.glob("*.eml")):
+        fixtures[path.stem] = Fixture(path.stem, path.read_bytes())
+    if include_big:
+        fixtures["1mb"] = Fixture("1mb", _big("1mb", 1_000_000))
+        fixtures["10mb"] = Fixture("10mb", _big("10mb", 10_000_000))
+    return fixtures
+
+
+def fixture_name(head: bytes) -> str | None:
+    """The fixture name in a message's header block, if any."""
+    start = head.find(HEADER)
+    if start < 0:
+        return None
+    end = head.find(b"\n", start)
+    return head[start + len(HEADER) : end].strip().decode("ascii", "replace")
+
+
+def matches(retrieved: bytes, fixture: Fixture) -> bool:
+    """True if ``retrieved`` is the fixture byte for byte, allowing only
+    trace header lines that a delivery agent prepends (Received:,
+    Return-Path:, Delivered-To: ... ; anything before our first header that
+    contains no blank line)."""
+    wire = fixture.wire
+    if retrieved == wire:
+        return True
+    if not retrieved.endswith(wire):
+        return False
+    prefix = retrieved[: -len(wire)]
+    return prefix.endswith(b"\r\n") and b"\r\n\r\n" not in prefix and not prefix.startswith(b"\r\n")

@@ -1,0 +1,182 @@
+"""Reports: one JSON record per case, JUnit XML for CI, HTML for people,
+and a matrix across targets (Autobahn|Testsuite's model).
+
+``results.json``::
+
+    {"target": ..., "profile": ..., "started": ..., "counts": {...},
+     "cases": [{"id", "level", "outcome", "rfc", "section", "description",
+                "expected", "actual", "transcript", "duration_s", ...}]}
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+OUTCOMES = ("OK", "NON-STRICT", "FAILED", "INFORMATIONAL", "UNIMPLEMENTED")
+COLOURS = {
+    "OK": "#c8f7c5",
+    "NON-STRICT": "#fff3b0",
+    "FAILED": "#f7c5c5",
+    "INFORMATIONAL": "#dde8ff",
+    "UNIMPLEMENTED": "#e6e6e6",
+}
+
+
+def counts(cases: list[dict[str, Any]]) -> dict[str, int]:
+    tally = dict.fromkeys(OUTCOMES, 0)
+    for case in cases:
+        tally[case["outcome"]] = tally.get(case["outcome"], 0) + 1
+    return tally
+
+
+def write_reports(directory: Path, results: Any) -> list[Path]:
+    """Write results.json, junit.xml and report.html into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cases = sorted(results.records, key=lambda c: c["id"])
+    document = {
+        "target": results.target,
+        "profile": results.profile,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(results.started)),
+        "duration_s": round(time.time() - results.started, 1),
+        "counts": counts(cases),
+        "cases": cases,
+    }
+    json_path = directory / "results.json"
+    json_path.write_text(json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
+    junit_path = directory / "junit.xml"
+    junit_path.write_bytes(junit(document))
+    html_path = directory / "report.html"
+    html_path.write_text(render_html(document), encoding="utf-8")
+    return [json_path, junit_path, html_path]
+
+
+def junit(document: dict[str, Any]) -> bytes:
+    """JUnit XML: FAILED (not a known deviation) is a failure, UNIMPLEMENTED a skip."""
+    cases = document["cases"]
+    suite = ElementTree.Element(
+        "testsuite",
+        name=f"pop3suite conformance: {document['target']} ({document['profile']})",
+        tests=str(len(cases)),
+        failures=str(sum(1 for c in cases if c["outcome"] == "FAILED" and not c.get("deviation"))),
+        skipped=str(sum(1 for c in cases if c["outcome"] == "UNIMPLEMENTED")),
+    )
+    for case in cases:
+        element = ElementTree.SubElement(
+            suite, "testcase", classname=f"RFC {case['rfc']} §{case['section']}", name=case["id"],
+            time=str(case["duration_s"]),
+        )  # fmt: skip
+        text = f"{case['description']}\nExpected: {case['expected']}\nActual: {case['actual']}\n\n{case['transcript']}"
+        if case["outcome"] == "FAILED" and not case.get("deviation"):
+            ElementTree.SubElement(element, "failure", message=case["actual"][:200]).text = text
+        elif case["outcome"] == "UNIMPLEMENTED":
+            ElementTree.SubElement(element, "skipped", message=case["actual"][:200])
+        else:
+            ElementTree.SubElement(element, "system-out").text = f"{case['outcome']}: {case['actual']}"
+    return ElementTree.tostring(suite, encoding="utf-8", xml_declaration=True)
+
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#222}
+table{border-collapse:collapse;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}
+th{background:#f4f4f4;text-align:left}pre{white-space:pre-wrap;font-size:12px;margin:0;max-height:20em;overflow:auto}
+details summary{cursor:pointer}.id{font-family:monospace}
+"""
+
+
+def _cell(outcome: str, title: str = "") -> str:
+    return (
+        f'<td style="background:{COLOURS.get(outcome, "#fff")}" title="{html.escape(title)}">{outcome}</td>'
+    )
+
+
+def render_html(document: dict[str, Any]) -> str:
+    """One target's report: counts, then every case with its evidence."""
+    esc = html.escape
+    rows = []
+    for case in document["cases"]:
+        deviation = f"<br><em>known deviation: {esc(case['deviation'])}</em>" if case.get("deviation") else ""
+        evidence = ""
+        if case["expected"] or case["actual"] or case["transcript"]:
+            evidence = (
+                "<details><summary>evidence</summary>"
+                f"<p><b>Expected:</b> {esc(case['expected'])}<br><b>Actual:</b> {esc(case['actual'])}</p>"
+                f"<pre>{esc(case['transcript'])}</pre></details>"
+            )
+        rows.append(
+            f"<tr><td class=id>{esc(case['id'])}</td><td>{esc(case['level'])}</td>"
+            f"<td>RFC {esc(case['rfc'])} §{esc(case['section'])}</td>{_cell(case['outcome'])}"
+            f"<td>{esc(case['description'])}{deviation}{evidence}</td></tr>"
+        )
+    tally = " ".join(f"{_cell(k)}<td>{v}</td>" for k, v in document["counts"].items())
+    return (
+        f"<!doctype html><meta charset=utf-8><title>pop3suite: {esc(document['target'])}</title>"
+        f"<style>{_STYLE}</style><h1>pop3suite conformance: {esc(document['target'])}</h1>"
+        f"<p>profile <b>{esc(document['profile'])}</b>, started {esc(document['started'])}, "
+        f"{document['duration_s']} s</p><table><tr>{tally}</tr></table><h2>Cases</h2>"
+        "<table><tr><th>case</th><th>level</th><th>where</th><th>outcome</th><th>requirement</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def load(directory: Path) -> dict[str, Any]:
+    path = directory / "results.json" if directory.is_dir() else directory
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def render_matrix(documents: list[dict[str, Any]]) -> str:
+    """Cases as rows, targets as columns."""
+    esc = html.escape
+    ids: dict[str, dict[str, Any]] = {}
+    for document in documents:
+        for case in document["cases"]:
+            ids.setdefault(case["id"], case)
+    header = "".join(f"<th>{esc(d['target'])}<br><small>{esc(d['profile'])}</small></th>" for d in documents)
+    rows = []
+    for case_id in sorted(ids):
+        info = ids[case_id]
+        cells = []
+        for document in documents:
+            found = next((c for c in document["cases"] if c["id"] == case_id), None)
+            if found is None:
+                cells.append("<td>-</td>")
+            else:
+                label = found["outcome"] + (" *" if found.get("deviation") else "")
+                cells.append(_cell(found["outcome"], found.get("deviation") or found["actual"]).replace(
+                    f">{found['outcome']}<", f">{esc(label)}<"))  # fmt: skip
+        rows.append(
+            f'<tr><td class=id title="{esc(info["description"])}">{esc(case_id)}</td>'
+            f"<td>{esc(info['level'])}</td>{''.join(cells)}</tr>"
+        )
+    totals = "".join(
+        "<td>" + "<br>".join(f"{k}: {v}" for k, v in d["counts"].items() if v) + "</td>" for d in documents
+    )
+    return (
+        f"<!doctype html><meta charset=utf-8><title>pop3suite matrix</title><style>{_STYLE}</style>"
+        "<h1>pop3suite conformance matrix</h1><p>* = known deviation recorded in the target's expectations.</p>"
+        f"<table><tr><th>case</th><th>level</th>{header}</tr><tr><td colspan=2>totals</td>{totals}</tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def render_markdown_matrix(documents: list[dict[str, Any]]) -> str:
+    ids = sorted({c["id"] for d in documents for c in d["cases"]})
+    lines = [
+        "| case | " + " | ".join(d["target"] for d in documents) + " |",
+        "|---" * (len(documents) + 1) + "|",
+    ]
+    for case_id in ids:
+        cells = []
+        for document in documents:
+            found = next((c for c in document["cases"] if c["id"] == case_id), None)
+            cells.append(
+                "-" if found is None else found["outcome"] + (" *" if found.get("deviation") else "")
+            )
+        lines.append(f"| `{case_id}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,149 @@
+"""RFC 1939 §3 "Basic Operation": greeting, status indicators, line endings,
+line lengths, keywords, unknown and misplaced commands."""
+
+from __future__ import annotations
+
+from conformance.case import MUST, case, expect
+from pop3suite.proto.limits import MAX_RESPONSE_LINE
+
+
+@case(
+    "rfc1939/3/greeting",
+    MUST,
+    "1939",
+    "3",
+    "Once the TCP connection has been opened by a POP3 client, the POP3 server issues a one line greeting.",
+    ref="rfc1939/3/1",
+)
+def test_greeting_is_one_positive_line(pop, mode):
+    """The server greets with one ``+OK`` line ending in CRLF (after TLS on 995)."""
+    client = pop(mode, login=False)
+    greeting = client.greeting
+    expect(
+        greeting is not None and greeting.ok, "greeting must be +OK", "+OK ...CRLF", greeting and greeting.raw
+    )
+    expect(greeting.raw.endswith(b"\r\n"), "greeting must end with CRLF", "...\\r\\n", greeting.raw)
+
+
+@case(
+    "rfc1939/3/status-upper-case",
+    MUST,
+    "1939",
+    "3",
+    'There are currently two status indicators: positive ("+OK") and negative ("-ERR"). '
+    'Servers MUST send the "+OK" and "-ERR" in upper case.',
+    ref="rfc1939/3/2",
+)
+def test_status_indicators_upper_case(pop):
+    """Every status line starts with exactly ``+OK`` or ``-ERR``."""
+    client = pop(login=False)
+    lines = [client.greeting.raw]
+    for command in ("NOOPX", "STAT", "USER", "CAPA"):
+        response = client.command(command, check=False)
+        lines.append(response.raw)
+        if command == "CAPA" and response.ok:
+            client.read_body()
+    for line in lines:
+        expect(
+            line.startswith((b"+OK", b"-ERR")),
+            "status indicator in upper case",
+            "+OK or -ERR",
+            line,
+        )
+
+
+@case(
+    "rfc1939/3/crlf-line-ends",
+    MUST,
+    "1939",
+    "3",
+    "Responses in the POP3 consist of a status indicator and a keyword possibly followed by "
+    "additional information. All responses are terminated by a CRLF pair.",
+    ref="rfc1939/3/3",
+)
+def test_every_line_ends_with_crlf(pop):
+    """No status line, including error replies, ends in a bare LF or CR."""
+    client = pop(login=False)
+    raws = [client.greeting.raw]
+    for command in ("FOO", "STAT", "PASS x", "USER"):
+        raws.append(client.command(command, check=False).raw)
+    for raw in raws:
+        expect(raw.endswith(b"\r\n") and b"\r" not in raw[:-2], "CRLF only at the end", "...\\r\\n", raw)
+
+
+@case(
+    "rfc1939/3/response-length",
+    MUST,
+    "1939",
+    "3",
+    "Responses may be up to 512 characters long, including the terminating CRLF.",
+    ref="rfc1939/3/4",
+)
+def test_status_lines_at_most_512_octets(pop):
+    """Status lines stay within 512 octets even when provoked with long arguments."""
+    client = pop(login=False)
+    raws = [client.greeting.raw]
+    for command in ("X" * 200, "USER " + "u" * 240, "LIST " + "9" * 240):
+        raws.append(client.command(command, check=False).raw)
+    for raw in raws:
+        expect(len(raw) <= MAX_RESPONSE_LINE, "status line within 512 octets", "<= 512", len(raw))
+
+
+@case(
+    "rfc1939/3/keywords-case-insensitive",
+    MUST,
+    "1939",
+    "3",
+    "Commands in the POP3 consist of a case-insensitive keyword, possibly followed by one or more arguments.",
+    ref="rfc1939/3/5",
+)
+def test_keywords_are_case_insensitive(pop):
+    """``stat``, ``Stat`` and ``STAT`` are the same command."""
+    client = pop()
+    answers = [client.command(keyword, check=False) for keyword in ("STAT", "stat", "Stat", "sTaT")]
+    first = answers[0].text
+    for answer in answers:
+        expect(
+            answer.ok and answer.text == first, "same answer for every spelling", f"+OK {first}", answer.raw
+        )
+
+
+@case(
+    "rfc1939/3/unknown-command",
+    MUST,
+    "1939",
+    "3",
+    "[...] a POP3 server MUST respond to an unrecognized, unimplemented, or syntactically invalid "
+    "command by responding with a negative status indicator.",
+    ref="rfc1939/3/7",
+)
+def test_unknown_and_invalid_commands_get_err(pop):
+    """Unknown or malformed commands get ``-ERR`` and the session stays usable."""
+    client = pop()
+    for command in ("FOO", "LIST x", "RETR", "TOP 1", "TOP 1 x", "DELE 0", "RETR 99999999999"):
+        response = client.command(command, check=False)
+        expect(not response.ok, f"{command!r} must be refused", "-ERR", response.raw)
+    noop = client.command("NOOP", check=False)
+    expect(noop.ok, "session still usable after bad commands", "+OK to NOOP", noop.raw)
+
+
+@case(
+    "rfc1939/3/wrong-state",
+    MUST,
+    "1939",
+    "3",
+    "[...] a POP3 server MUST respond to [...] a command issued in the wrong state by responding "
+    "with a negative status indicator.",
+    ref="rfc1939/3/8",
+)
+def test_commands_in_wrong_state_get_err(pop, target):
+    """Transaction commands before login, and login commands after it, get ``-ERR``."""
+    client = pop(login=False)
+    for command in ("STAT", "LIST", "RETR 1", "DELE 1", "UIDL", "TOP 1 0", "RSET"):
+        response = client.command(command, check=False)
+        expect(not response.ok, f"{command} before login", "-ERR", response.raw)
+    client.login(target.user.user, target.user.password)
+    for command in ("USER someone", "PASS something", "APOP someone " + "0" * 32):
+        response = client.command(command, check=False)
+        expect(not response.ok, f"{command.split()[0]} after login", "-ERR", response.raw)
+    expect(client.command("NOOP", check=False).ok, "still in TRANSACTION", "+OK", "-ERR")

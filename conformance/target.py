@@ -1,0 +1,205 @@
+"""The server under test, built from options, a URL or a TOML target file.
+
+URLs follow RFC 2384 (``pop://user;AUTH=mech@host:port``) with the schemes
+``pop3://`` (plain, port 110) and ``pop3s://`` / ``pops://`` (implicit TLS,
+port 995) as documented extensions, the way curl spells them.  The user and
+password are percent-decoded, so ``pop3://alice:s3cret%20pass@host:11110``
+works for a password with a space.
+"""
+
+from __future__ import annotations
+
+import ssl
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from pop3suite.client import Pop3Client, TlsMode
+from pop3suite.proto.limits import POP3_PORT, POP3S_PORT
+
+_SCHEMES = {"pop": ("none", POP3_PORT), "pop3": ("none", POP3_PORT), "pop3s": ("implicit", POP3S_PORT)}
+_SCHEMES["pops"] = _SCHEMES["pop3s"]
+
+
+class TargetError(ValueError):
+    """A target description the suite cannot use (message names the option)."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+    tls: TlsMode  # "none" or "implicit" for a listener
+
+
+@dataclass(frozen=True)
+class Credentials:
+    user: str
+    password: str
+
+    @classmethod
+    def parse(cls, text: str, option: str) -> Credentials:
+        user, sep, password = text.partition(":")
+        if not sep or not user:
+            raise TargetError(f"{option}: expected USER:PASS, got {text!r}")
+        return cls(user, password)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Everything the suite knows about the server under test."""
+
+    name: str
+    pop3: Endpoint | None
+    pop3s: Endpoint | None
+    user: Credentials
+    smtp: Endpoint | None = None
+    apop_user: Credentials | None = None
+    second_user: Credentials | None = None
+    cafile: str | None = None
+    insecure: bool = False
+    server_hostname: str | None = None
+    idle_timeout: float | None = None
+    profile: str = "rfc"
+    seed: str = "smtp"
+    domain: str = "example.test"
+    allow_destructive: bool = False
+    fast: bool = False
+    embedded: bool = False
+    source_address: str | None = None  # a second loopback address for policy probes
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        if self.insecure:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            return context
+        return ssl.create_default_context(cafile=self.cafile)
+
+    def modes(self) -> list[str]:
+        """Connection modes this target offers: plain, stls (if advertised is
+        checked later), implicit."""
+        modes = []
+        if self.pop3:
+            modes += ["plain", "stls"]
+        if self.pop3s:
+            modes.append("implicit")
+        return modes
+
+    def client(self, mode: str = "plain", *, timeout: float = 15.0, source: str | None = None) -> Pop3Client:
+        """An unconnected client for ``mode`` (plain, stls or implicit)."""
+        if mode == "implicit":
+            if self.pop3s is None:
+                raise TargetError("no pop3s endpoint (give --pop3s URL)")
+            endpoint, tls = self.pop3s, "implicit"
+        else:
+            if self.pop3 is None:
+                raise TargetError("no plain pop3 endpoint")
+            endpoint, tls = self.pop3, "stls" if mode == "stls" else "none"
+        return Pop3Client(
+            endpoint.host,
+            endpoint.port,
+            tls=tls,  # type: ignore[arg-type]
+            ssl_context=self.ssl_context() if tls != "none" else None,
+            server_hostname=self.server_hostname or _default_sni(endpoint.host),
+            timeout=timeout,
+            source_address=(source, 0) if source else None,
+        )
+
+    def describe(self) -> str:
+        parts = []
+        if self.pop3:
+            parts.append(f"pop3://{self.pop3.host}:{self.pop3.port}")
+        if self.pop3s:
+            parts.append(f"pop3s://{self.pop3s.host}:{self.pop3s.port}")
+        return " ".join(parts) + (" (embedded reference server)" if self.embedded else "")
+
+
+def _default_sni(host: str) -> str:
+    """Certificates for loopback usually name ``localhost``."""
+    return "localhost" if host in ("127.0.0.1", "::1") else host
+
+
+def parse_url(url: str) -> tuple[Endpoint, Credentials | None]:
+    """Split a POP URL into endpoint and credentials.
+
+    Raises:
+        TargetError: unknown scheme, no host, bad port.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in _SCHEMES:
+        raise TargetError(f"{url!r}: scheme must be pop3://, pop3s:// or pop:// (RFC 2384)")
+    tls, default_port = _SCHEMES[scheme]
+    if not parts.hostname:
+        raise TargetError(f"{url!r}: no host")
+    try:
+        port = parts.port or default_port
+    except ValueError:
+        raise TargetError(f"{url!r}: bad port") from None
+    credentials = None
+    if parts.username:
+        user = unquote(parts.username.split(";", 1)[0])  # drop RFC 2384 ;AUTH=...
+        credentials = Credentials(user, unquote(parts.password or ""))
+    return Endpoint(parts.hostname, port, tls), credentials  # type: ignore[arg-type]
+
+
+def build(
+    url: str | None,
+    *,
+    pop3s: str | None = None,
+    smtp: str | None = None,
+    **options: Any,
+) -> Target:
+    """A :class:`Target` from a primary URL and options (see ``pop3suite check``)."""
+    if url is None:
+        raise TargetError("no target URL")
+    endpoint, credentials = parse_url(url)
+    if credentials is None:
+        raise TargetError(f"{url!r}: give the login as pop3://USER:PASS@HOST:PORT")
+    plain = endpoint if endpoint.tls == "none" else None
+    secure = endpoint if endpoint.tls == "implicit" else None
+    if pop3s:
+        secure, more = parse_url(pop3s)
+        if secure.tls != "implicit":
+            raise TargetError(f"--pop3s {pop3s!r}: use a pop3s:// URL")
+    smtp_endpoint = None
+    if smtp:
+        parts = urlsplit(smtp if "://" in smtp else f"smtp://{smtp}")
+        if not parts.hostname:
+            raise TargetError(f"--smtp {smtp!r}: expected smtp://HOST:PORT")
+        smtp_endpoint = Endpoint(parts.hostname, parts.port or 25, "none")
+    for key in ("apop_user", "second_user"):
+        if isinstance(options.get(key), str):
+            options[key] = Credentials.parse(options[key], "--" + key.replace("_", "-"))
+    name = options.pop("name", None) or f"{endpoint.host}:{endpoint.port}"
+    return Target(name=name, pop3=plain, pop3s=secure, user=credentials, smtp=smtp_endpoint, **options)
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    """Options from a TOML target file (keys as the long options, with ``_``).
+
+    Example::
+
+        name = "dovecot"
+        url = "pop3://alice:secret@127.0.0.1:21110"
+        pop3s = "pop3s://alice:secret@127.0.0.1:21995"
+        apop_user = "carol:secret"
+        cafile = "ca.pem"          # relative to this file
+        idle_timeout = 600
+    """
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise TargetError(f"{path}: {error}") from None
+    if "cafile" in data:
+        data["cafile"] = str((path.parent / data["cafile"]).resolve())
+    return data
+
+
+def with_profile(target: Target, profile: str) -> Target:
+    return replace(target, profile=profile)
