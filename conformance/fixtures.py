@@ -32,7 +32,7 @@ class Fixture:
     @property
     def body_lines(self) -> list[bytes]:
         """Lines of the body (after the blank line), CRLF included."""
-        head, _, body = self.wire.partition(b"\r\n\r\n")
+        _head, _, body = self.wire.partition(b"\r\n\r\n")
         return body.splitlines(keepends=True)
 
 

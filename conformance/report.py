@@ -70,7 +70,10 @@ def junit(document: dict[str, Any]) -> bytes:
             suite, "testcase", classname=f"RFC {case['rfc']} §{case['section']}", name=case["id"],
             time=str(case["duration_s"]),
         )  # fmt: skip
-        text = f"{case['description']}\nExpected: {case['expected']}\nActual: {case['actual']}\n\n{case['transcript']}"
+        text = (
+            f"{case['description']}\nExpected: {case['expected']}\nActual: {case['actual']}\n\n"
+            f"{case['transcript']}"
+        )
         if case["outcome"] == "FAILED" and not case.get("deviation"):
             ElementTree.SubElement(element, "failure", message=case["actual"][:200]).text = text
         elif case["outcome"] == "UNIMPLEMENTED":

@@ -163,7 +163,7 @@ def build(
     plain = endpoint if endpoint.tls == "none" else None
     secure = endpoint if endpoint.tls == "implicit" else None
     if pop3s:
-        secure, more = parse_url(pop3s)
+        secure, _more = parse_url(pop3s)
         if secure.tls != "implicit":
             raise TargetError(f"--pop3s {pop3s!r}: use a pop3s:// URL")
     smtp_endpoint = None
