@@ -230,9 +230,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     for record in results.records:
         if record["outcome"] in ("FAILED", "NON-STRICT"):
             note = f"  (known deviation: {record['deviation']})" if record.get("deviation") else ""
-            write(
-                f"{record['outcome']:<11} {record['id']}  [{record['level']}] RFC {record['rfc']} §{record['section']}{note}"
-            )
+            where = f"[{record['level']}] RFC {record['rfc']} §{record['section']}"
+            write(f"{record['outcome']:<11} {record['id']}  {where}{note}")
             if record.get("expected"):
                 write(f"            Expected: {record['expected'][:300]}")
             write(f"            Actual:   {record['actual'][:300]}")

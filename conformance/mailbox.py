@@ -13,6 +13,7 @@ remembered by UID, so numbering changes between sessions do not matter.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import smtplib
@@ -66,10 +67,8 @@ class Seeder:
         (maildir / "new").mkdir(parents=True, exist_ok=True)
         tmp.write_bytes(data)
         stat = maildir.stat()
-        try:  # let a privilege-dropping server read what root wrote
+        with contextlib.suppress(OSError):  # let a privilege-dropping server read what root wrote
             os.chown(tmp, stat.st_uid, stat.st_gid)
-        except OSError:
-            pass
         os.rename(tmp, maildir / "new" / unique)
 
     def deliver_scratch(self, count: int = 1, size: int = 200) -> list[str]:

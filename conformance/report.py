@@ -161,7 +161,8 @@ def render_matrix(documents: list[dict[str, Any]]) -> str:
     )
     return (
         f"<!doctype html><meta charset=utf-8><title>pop3suite matrix</title><style>{_STYLE}</style>"
-        "<h1>pop3suite conformance matrix</h1><p>* = known deviation recorded in the target's expectations.</p>"
+        "<h1>pop3suite conformance matrix</h1>"
+        "<p>* = known deviation recorded in the target's expectations.</p>"
         f"<table><tr><th>case</th><th>level</th>{header}</tr><tr><td colspan=2>totals</td>{totals}</tr>"
         + "".join(rows)
         + "</table>"
