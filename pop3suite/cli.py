@@ -94,12 +94,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return _fail(f"cannot listen: {error.strerror or error}")
         for endpoint in endpoints:
             print(f"pop3suite serve: listening: {endpoint}", flush=True)
-        smtp = [k for k in ("smtp_port", "submission_port", "smtps_port") if getattr(settings, k)]
-        if smtp:
-            print(
-                f"pop3suite serve: note: {', '.join(smtp)} set, but this version has no SMTP side yet",
-                flush=True,
-            )
         print("pop3suite serve: ready (Ctrl-C or SIGTERM stops)", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -197,6 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="lab config (pop3suite.toml)")
     p.add_argument("--name", action="append", help="DNS name or IP for the certificate (repeatable)")
     p.set_defaults(func=cmd_certs)
+
+    from .checkcmd import add_check_parser, add_report_parser
+
+    add_check_parser(sub)
+    add_report_parser(sub)
 
     p = sub.add_parser("demo", help="the main job on the embedded reference server")
     p.add_argument("--keep", action="store_true", help="keep the temporary lab and print its path")

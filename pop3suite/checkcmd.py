@@ -1,0 +1,129 @@
+"""``pop3suite check`` and ``pop3suite report``: the conformance suite from the CLI.
+
+``check`` runs the installed ``conformance`` package under pytest with the
+same options ``pytest conformance`` takes, so both spellings behave alike.
+Its exit status is non-zero iff a case was FAILED (and not a known deviation
+from ``--expectations``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import conformance
+
+CHECK_VALUE_OPTIONS = (
+    "pop3s",
+    "smtp",
+    "apop_user",
+    "second_user",
+    "cafile",
+    "idle_timeout",
+    "profile",
+    "seed",
+    "domain",
+    "report",
+    "target_file",
+    "expectations",
+    "source_address",
+)
+CHECK_FLAGS = ("insecure", "allow_destructive", "fast")
+
+
+def add_check_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "check",
+        help="run the conformance suite against a POP3 server (default: the embedded reference server)",
+        description="Run the RFC-addressed conformance suite. URL is pop3://USER:PASS@HOST:PORT "
+        "(pop3s:// for implicit TLS). Without URL the embedded reference server is tested.",
+    )
+    p.add_argument("url", nargs="?", help="pop3://USER:PASS@HOST:PORT or pop3s://...")
+    p.add_argument("--pop3s", metavar="URL", help="the implicit-TLS endpoint of the same server")
+    p.add_argument("--smtp", metavar="URL", help="smtp://HOST:PORT for seeding and relay cases")
+    p.add_argument("--apop-user", metavar="USER:PASS", help="an account with APOP on")
+    p.add_argument("--second-user", metavar="USER:PASS", help="a second account")
+    tls = p.add_mutually_exclusive_group()
+    tls.add_argument("--cafile", metavar="FILE", help="CA to verify the server certificate against")
+    tls.add_argument("--insecure", action="store_true", help="do not verify the certificate")
+    p.add_argument("--idle-timeout", type=float, metavar="SECONDS", help="the server's idle timeout")
+    p.add_argument(
+        "--profile", choices=("rfc", "provider"), help="judge by the RFCs (default) or add provider rules"
+    )
+    p.add_argument("--seed", metavar="smtp|maildir:DIR|none", help="how fixtures get into the maildrop")
+    p.add_argument("--domain", help="mail domain of the user for SMTP seeding (default example.test)")
+    p.add_argument("--allow-destructive", action="store_true", help="allow DELE+QUIT of scratch messages")
+    p.add_argument("--report", metavar="DIR", help="write results.json, junit.xml and report.html")
+    p.add_argument("--fast", action="store_true", help="skip slow cases (real 120 s / 600 s timers)")
+    p.add_argument("--target-file", metavar="FILE", help="TOML file describing the target")
+    p.add_argument("--expectations", metavar="FILE", help="known deviations (TOML: case id = reason)")
+    p.add_argument("--source-address", metavar="ADDR", help="second local address for policy probes")
+    p.add_argument("-k", dest="keyword", metavar="EXPR", help="only cases matching EXPR (pytest -k)")
+    p.add_argument("-v", "--verbose", action="store_true", help="one line per case")
+    p.set_defaults(func=cmd_check)
+
+
+def pytest_args(args: argparse.Namespace) -> list[str]:
+    """The pytest command line equivalent to ``args``."""
+    package = Path(conformance.__file__).parent
+    argv = [
+        str(package),
+        "-c",
+        str(package / "pytest.ini"),
+        "--rootdir",
+        str(package.parent),
+        "-p",
+        "no:cacheprovider",
+        "-v" if args.verbose else "-q",
+    ]
+    if args.url:
+        argv += ["--target", args.url]
+    for key in CHECK_VALUE_OPTIONS:
+        value = getattr(args, key)
+        if value is not None:
+            argv += ["--" + key.replace("_", "-"), str(value)]
+    for key in CHECK_FLAGS:
+        if getattr(args, key):
+            argv.append("--" + key.replace("_", "-"))
+    if args.keyword:
+        argv += ["-k", args.keyword]
+    return argv
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    import pytest
+
+    code = pytest.main(pytest_args(args))
+    if code == pytest.ExitCode.NO_TESTS_COLLECTED:
+        print("pop3suite check: no case matched", file=sys.stderr)
+        return 2
+    return int(code)
+
+
+def add_report_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="render reports, e.g. a matrix across several check --report DIRs")
+    p.add_argument("--matrix", nargs="+", metavar="DIR", required=True, help="check report directories")
+    p.add_argument("--out", default="results/matrix.html", help="HTML output (default results/matrix.html)")
+    p.add_argument("--markdown", metavar="FILE", help="also write a Markdown table")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from conformance import report
+
+    documents = []
+    for directory in args.matrix:
+        try:
+            documents.append(report.load(Path(directory)))
+        except (OSError, ValueError) as error:
+            print(f"pop3suite: error: {directory}: no readable results.json ({error})", file=sys.stderr)
+            return 2
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report.render_matrix(documents), encoding="utf-8")
+    print(f"matrix of {len(documents)} targets: {out}")
+    if args.markdown:
+        Path(args.markdown).write_text(report.render_markdown_matrix(documents), encoding="utf-8")
+        print(f"markdown: {args.markdown}")
+    return 0
