@@ -201,8 +201,10 @@ class TopFilter:
     def __init__(self, body_lines: int) -> None:
         self._remaining = body_lines
         self._in_header = True
-        self._tail = b""  # last bytes seen, to find CRLFCRLF across chunks
-        self._first = True
+        # The last bytes seen, to find CRLFCRLF across chunks.  It starts as
+        # a virtual CRLF so that a message beginning with the blank line (an
+        # empty header) is found however the input is chunked.
+        self._tail = b"\r\n"
         self.done = False
 
     def feed(self, chunk: bytes) -> bytes:
@@ -212,9 +214,6 @@ class TopFilter:
         if self._in_header:
             probe = self._tail + chunk
             end = probe.find(b"\r\n\r\n")
-            if self._first and probe.startswith(b"\r\n"):
-                end = -2  # empty header: the message starts with the blank line
-            self._first = False
             if end == -1:
                 self._tail = probe[-3:]
                 return chunk

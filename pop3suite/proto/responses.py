@@ -50,30 +50,36 @@ def _clean(text: str) -> str:
 
 
 def _fit(line: bytes) -> bytes:
-    """Truncate to the RFC 1939 §3 limit, keeping the CRLF."""
+    """Truncate to the RFC 1939 §3 limit, keeping the CRLF and never cutting
+    a UTF-8 character in half."""
     if len(line) + 2 > MAX_RESPONSE_LINE:
-        line = line[: MAX_RESPONSE_LINE - 2]
+        line = line[: MAX_RESPONSE_LINE - 2].decode("utf-8", "ignore").encode("utf-8")
     return line + CRLF
+
+
+def _status(indicator: str, text: str, code: str | None) -> bytes:
+    parts = [indicator]
+    if code:
+        if not _RESP_CODE.fullmatch(f"[{code}]".encode("ascii", "replace")):
+            raise ValueError(f"not an RFC 2449 response code: {code!r}")
+        parts.append(f"[{code}]")
+    if text:
+        text = _clean(text)
+        if not code and text.startswith("["):
+            # Text must not be mistaken for a response code by the client.
+            text = "(" + text[1:]
+        parts.append(text)
+    return _fit(" ".join(parts).encode("utf-8", "replace"))
 
 
 def ok(text: str = "", code: str | None = None) -> bytes:
     """Format a positive status line (``+OK [CODE] text``)."""
-    parts = ["+OK"]
-    if code:
-        parts.append(f"[{code}]")
-    if text:
-        parts.append(_clean(text))
-    return _fit(" ".join(parts).encode("utf-8", "replace"))
+    return _status("+OK", text, code)
 
 
 def err(text: str, code: str | None = None) -> bytes:
     """Format a negative status line (``-ERR [CODE] text``)."""
-    parts = ["-ERR"]
-    if code:
-        parts.append(f"[{code}]")
-    if text:
-        parts.append(_clean(text))
-    return _fit(" ".join(parts).encode("utf-8", "replace"))
+    return _status("-ERR", text, code)
 
 
 def error_line(error: Pop3Error) -> bytes:

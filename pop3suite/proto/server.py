@@ -214,7 +214,10 @@ class ServerSession:
         try:
             command = parse_command(line)
         except Pop3Error as error:
+            self._pending_user = None
             return self._bad_command(error)
+        if command.keyword not in ("USER", "PASS"):
+            self._pending_user = None  # RFC 1939 §7: PASS only right after USER
         spec = COMMANDS.get(command.keyword)
         if spec is None:
             return self._bad_command(UnknownCommand())
@@ -364,7 +367,7 @@ class ServerSession:
             # Non-standard but widely used (Outlook): list mechanisms.
             return self._multiline(responses.ok(""), [m for m in self.options.sasl_mechanisms])
         args = expect_args(command, 1, 2)
-        mechanism = args[0].decode("ascii").upper()
+        mechanism = args[0].decode("ascii", "replace").upper()
         if mechanism not in self.options.sasl_mechanisms:
             raise BadArguments("Unsupported authentication mechanism.")
         if mechanism == "PLAIN":
