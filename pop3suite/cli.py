@@ -29,6 +29,7 @@ def _fail(message: str) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from reference_server import config
     from reference_server.lab import DEFAULT_PORTS, LabOptions, create_lab
 
     ports = dict(DEFAULT_PORTS)
@@ -44,6 +45,8 @@ def cmd_init(args: argparse.Namespace) -> int:
         return _fail(str(error))
     except OSError as error:
         return _fail(f"cannot write lab in {args.dir}: {error.strerror}")
+    except config.ConfigError as error:
+        return _fail(str(error))
     settings = lab.settings
     print(f"Lab written to {lab.directory}")
     print(f"  config:   {lab.config_path}")

@@ -27,16 +27,15 @@ from . import passwords
 from .config import AccountSettings
 
 
-@functools.cache
-def _dummy_hash() -> str:
-    return passwords.hash_password("not-a-real-password")
-
-
 class Authenticator:
     """Checks :class:`~pop3suite.proto.Authenticate` requests."""
 
     def __init__(self, accounts: Mapping[str, AccountSettings]) -> None:
         self.accounts = dict(accounts)
+
+    @functools.cached_property
+    def _dummy_hash(self) -> str:
+        return passwords.dummy_hash(a.password for a in self.accounts.values())
 
     @property
     def any_apop(self) -> bool:
@@ -53,7 +52,7 @@ class Authenticator:
         if request.mechanism == "APOP":
             return self._check_apop(account, request, apop_timestamp)
         if account is None or account.apop or (request.authzid and request.authzid != request.username):
-            passwords.verify_password(_dummy_hash(), request.secret)
+            passwords.verify_password(self._dummy_hash, request.secret)
             return None
         if passwords.verify_password(account.password, request.secret):
             return account.name

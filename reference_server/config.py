@@ -15,7 +15,7 @@ from typing import Any
 
 from pop3suite.proto.limits import PROVIDER_IDLE_TIMEOUT_SECONDS
 
-from . import passwords
+from . import passwords, plans
 from .storage.base import SAFE_USERNAME
 
 
@@ -32,11 +32,34 @@ class AccountSettings:
         password: a hash string (see :mod:`reference_server.passwords`).
         apop: APOP switched on for this account (off by default, like the
             provider).  Needs a ``{PLAIN}`` password: APOP needs the secret.
+        plan: hosting plan (a key of :data:`reference_server.plans.PLANS`),
+            which with ``os_generation`` gives the default quota.
+        os_generation: the server generation column of the quota table.
+        quota_mb: per-account quota override in MB, or ``"unlimited"``.
     """
 
     name: str
     password: str = field(repr=False)
     apop: bool = False
+    plan: str | None = None
+    os_generation: str = plans.DEFAULT_OS_GENERATION
+    quota_mb: float | str | None = None
+
+    @property
+    def quota_bytes(self) -> int | None:
+        """The mailbox quota in octets, None for no limit.
+
+        ``quota_mb`` (a number, or ``"unlimited"``) overrides the plan's
+        entry in :mod:`reference_server.plans`; an account with neither a
+        plan nor an override has no quota.
+        """
+        if self.quota_mb == "unlimited":
+            return None
+        if self.quota_mb is not None:
+            return int(float(self.quota_mb) * plans.MEGABYTE)
+        if self.plan is None:
+            return None
+        return plans.quota_bytes(self.plan, self.os_generation)
 
 
 @dataclass(frozen=True)
@@ -62,6 +85,13 @@ class Settings:
     tls_key: Path | None = None
     fsync: bool = True
     accounts: dict[str, AccountSettings] = field(default_factory=dict)
+    # SMTP side (reference_server.smtp): POP-before-SMTP window in seconds
+    # (0 = no POP-before-SMTP), the POP3 listeners whose logins open it,
+    # 452 instead of 552 for over-quota mail, and the relay sink.
+    relay_window: float = 1200
+    relay_open_listeners: tuple[str, ...] = ("pop3",)
+    quota_tempfail: bool = False
+    spool_dir: Path = Path("spool")
 
 
 _SERVER_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -80,15 +110,29 @@ _SERVER_KEYS: dict[str, type | tuple[type, ...]] = {
     "mail_root": str,
     "domains": list,
     "fsync": bool,
+    "relay_window": (int, float),
+    "relay_open_listeners": list,
+    "quota_tempfail": bool,
+    "spool_dir": str,
 }
 _TLS_KEYS = {"cert": str, "key": str}
-_ACCOUNT_KEYS = {"password": str, "apop": bool}
+_ACCOUNT_KEYS = {
+    "password": str,
+    "apop": bool,
+    "plan": str,
+    "os_generation": str,
+    "quota_mb": (int, float, str),
+}
+#: POP3 listener names a relay_open_listeners entry may name.
+RELAY_LISTENERS = ("pop3", "pop3s")
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list"}
 
 
 def _type_name(expected: type | tuple[type, ...]) -> str:
     if isinstance(expected, tuple):
-        return "a number" if float in expected else " or ".join(_TYPE_NAMES[t] for t in expected)
+        if float in expected:
+            return "a number or a string" if str in expected else "a number"
+        return " or ".join(_TYPE_NAMES[t] for t in expected)
     return _TYPE_NAMES.get(expected, expected.__name__)
 
 
@@ -141,7 +185,7 @@ def parse(data: dict[str, Any], path: Path) -> Settings:
     for key, value in server.items():
         if key.endswith("_port"):
             value = _port(path, key, value)
-        elif key in ("idle_timeout", "login_failure_delay") and value < 0:
+        elif key in ("idle_timeout", "login_failure_delay", "relay_window") and value < 0:
             raise ConfigError(f"{path}: key 'server.{key}': must not be negative, got {value}")
         elif key == "login_delay" and value < 0:
             raise ConfigError(f"{path}: key 'server.login_delay': must not be negative, got {value}")
@@ -151,14 +195,22 @@ def parse(data: dict[str, Any], path: Path) -> Settings:
             value = str(value)
         elif key == "max_bad_commands" and value < 1:
             raise ConfigError(f"{path}: key 'server.max_bad_commands': must be at least 1, got {value}")
-        elif key == "mail_root":
+        elif key in ("mail_root", "spool_dir"):
             value = base / value
+        elif key == "relay_open_listeners":
+            if not all(isinstance(v, str) and v in RELAY_LISTENERS for v in value):
+                raise ConfigError(
+                    f"{path}: key 'server.relay_open_listeners': expected a list of "
+                    f"{' / '.join(RELAY_LISTENERS)}, got {value!r}"
+                )
+            value = tuple(value)
         elif key == "domains":
             if not value or not all(isinstance(d, str) and d for d in value):
                 raise ConfigError(f"{path}: key 'server.domains': expected a non-empty list of domain names")
             value = tuple(d.lower() for d in value)
         kwargs[key] = value
     kwargs.setdefault("mail_root", base / "mail")
+    kwargs.setdefault("spool_dir", base / "spool")
     if tls:
         if set(tls) != {"cert", "key"}:
             raise ConfigError(f"{path}: table 'tls' needs both 'cert' and 'key'")
@@ -180,7 +232,9 @@ def parse(data: dict[str, Any], path: Path) -> Settings:
                 f"{path}: key 'accounts.{name}.apop': APOP needs the secret in the clear; "
                 "give the password as '{PLAIN}secret'"
             )
-        accounts[name] = AccountSettings(name, entry["password"], entry.get("apop", False))
+        accounts[name] = AccountSettings(
+            name, entry["password"], entry.get("apop", False), **_quota_fields(path, name, entry)
+        )
     kwargs["accounts"] = accounts
     settings = Settings(**kwargs)
     if settings.pop3_port == 0 and settings.pop3s_port == 0:
@@ -189,4 +243,37 @@ def parse(data: dict[str, Any], path: Path) -> Settings:
         raise ConfigError(
             f"{path}: key 'server.pop3s_port': implicit TLS needs a [tls] table with cert and key"
         )
+    for key, what in (("submission_port", "STARTTLS"), ("smtps_port", "implicit TLS")):
+        if getattr(settings, key) and settings.tls_cert is None:
+            raise ConfigError(f"{path}: key 'server.{key}': {what} needs a [tls] table with cert and key")
     return settings
+
+
+def _quota_fields(path: Path, name: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """Validate an account's plan, os_generation and quota_mb."""
+    fields: dict[str, Any] = {}
+    prefix = f"accounts.{name}"
+    if "plan" in entry:
+        if entry["plan"] not in plans.PLANS:
+            raise ConfigError(
+                f"{path}: key '{prefix}.plan': unknown plan {entry['plan']!r} "
+                f"(known: {', '.join(plans.PLANS)})"
+            )
+        fields["plan"] = entry["plan"]
+    if "os_generation" in entry:
+        try:
+            fields["os_generation"] = plans.normalize_os_generation(entry["os_generation"])
+        except KeyError:
+            raise ConfigError(
+                f"{path}: key '{prefix}.os_generation': unknown OS generation {entry['os_generation']!r} "
+                f"(known: {', '.join(plans.OS_GENERATIONS)}, centos6)"
+            ) from None
+    if "quota_mb" in entry:
+        quota = entry["quota_mb"]
+        wrong = isinstance(quota, str) and quota != "unlimited"
+        if wrong or (not isinstance(quota, str) and quota <= 0):
+            raise ConfigError(
+                f"{path}: key '{prefix}.quota_mb': expected MB (more than 0) or \"unlimited\", got {quota!r}"
+            )
+        fields["quota_mb"] = quota
+    return fields

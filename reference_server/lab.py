@@ -7,6 +7,7 @@ benchmarks use it too, so every lab looks the same.
 from __future__ import annotations
 
 import secrets
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,14 @@ from . import config, passwords, tls
 from .storage import MaildirStore
 
 DEMO_ACCOUNTS = (("alice", False), ("bob", False), ("carol", True))
+
+#: Each demo account's hosting plan and server generation (the quota table
+#: in reference_server/plans.py): carol is on CentOS 5, where APOP exists.
+DEMO_PLANS = {
+    "alice": ("personal-shared", "almalinux9"),
+    "bob": ("business-shared", "almalinux9"),
+    "carol": ("personal-shared", "centos5"),
+}
 
 DEFAULT_PORTS = {
     "pop3_port": 11110,
@@ -89,6 +98,14 @@ def create_lab(directory: str | Path, options: LabOptions | None = None) -> Lab:
         'mail_root = "mail"',
         'domains = ["example.test"]',
         f"fsync = {'true' if options.fsync else 'false'}",
+        "# POP-before-SMTP: a POP3 login on these listeners lets the client's",
+        "# address relay through smtp_port for relay_window seconds (provider: 20 min).",
+        "relay_window = 1200",
+        'relay_open_listeners = ["pop3"]',
+        "# Over-quota mail: 552 5.2.2 (false) or 452 4.2.2 (true).",
+        "quota_tempfail = false",
+        "# Relayed mail is written here; nothing leaves the machine.",
+        'spool_dir = "spool"',
         "",
         "[tls]",
         'cert = "tls/server.pem"',
@@ -102,8 +119,13 @@ def create_lab(directory: str | Path, options: LabOptions | None = None) -> Lab:
         lines += [f"[accounts.{name}]", f"password = {_toml_string(stored)}"]
         if apop:
             lines.append("apop = true")
+        plan, os_generation = DEMO_PLANS.get(name, ("personal-shared", "almalinux9"))
+        lines += [f"plan = {_toml_string(plan)}", f"os_generation = {_toml_string(os_generation)}"]
         lines.append("")
-    config_path.write_text("\n".join(lines), encoding="utf-8")
+    text = "\n".join(lines)
+    # Validate before writing, so a refused lab leaves no config behind.
+    config.parse(tomllib.loads(text), config_path)
+    config_path.write_text(text, encoding="utf-8")
     config_path.chmod(0o600)
     settings = config.load(config_path)
     store = MaildirStore(str(settings.mail_root))

@@ -14,9 +14,11 @@ Verification runs in a worker thread so it never blocks the event loop.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterable
 
 DEFAULT_N = 2**14
 DEFAULT_R = 8
@@ -79,6 +81,18 @@ def plain_secret(stored: str) -> str | None:
     return stored[7:] if stored.startswith("{PLAIN}") else None
 
 
-#: Verified against for unknown users, so an unknown user costs the same
-#: time as a wrong password (no user enumeration by latency).
-DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+@functools.cache
+def _dummy(n: int, r: int, p: int) -> str:
+    return hash_password(secrets.token_urlsafe(16), n=n, r=r, p=p)
+
+
+def dummy_hash(stored_hashes: Iterable[str] = ()) -> str:
+    """A hash no password matches, with the cost parameters of the first
+    scrypt hash in ``stored_hashes``.  Verified for unknown users, so an
+    unknown user costs the same time as a wrong password (no user
+    enumeration by latency).  Made on first use, not at import."""
+    for stored in stored_hashes:
+        if stored.startswith("$scrypt$"):
+            params, _, _ = _parse_scrypt(stored)
+            return _dummy(params["n"], params["r"], params["p"])
+    return _dummy(DEFAULT_N, DEFAULT_R, DEFAULT_P)

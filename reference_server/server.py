@@ -3,6 +3,9 @@
 ``pop3`` is the plain port (with STLS when a certificate is configured),
 ``pop3s`` the implicit-TLS port (RFC 8314: TLS first, greeting inside).
 Each accepted connection becomes a :class:`~reference_server.session.Pop3Session`.
+The SMTP listeners (``smtp``, ``submission``, ``smtps``) are started and
+stopped with them (:mod:`reference_server.smtp`); a POP3 login hook feeds
+the POP-before-SMTP window (:mod:`reference_server.relay`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from dataclasses import dataclass
 from .accounts import Authenticator
 from .config import Settings
 from .connection import Connection
+from .relay import RelayWindow
 from .session import Pop3Session, ServerContext
+from .smtp import SmtpService
 from .storage import MaildirStore, MailStore
 
 log = logging.getLogger("pop3suite.server")
@@ -63,6 +68,11 @@ class ReferenceServer:
         self.endpoints: list[Endpoint] = []
         self._servers: list[asyncio.Server] = []
         self._connections: set[Connection] = set()
+        # POP-before-SMTP: successful logins on the configured POP3 listeners
+        # open the window; tests may replace ``relay.clock``.
+        self.relay = RelayWindow(settings.relay_window)
+        self.context.login_hooks.append(self.relay.login_hook(settings.relay_open_listeners))
+        self.smtp = SmtpService(settings, self.store, self.relay, self.context.tls_context)
 
     def _factory(self, listener: str) -> Connection:
         def handler(conn: Connection) -> asyncio.Future[None]:
@@ -101,6 +111,8 @@ class ReferenceServer:
             self._servers.append(server)
             bound = server.sockets[0].getsockname()
             self.endpoints.append(Endpoint(name, bound[0], bound[1]))
+        for name, host, port in await self.smtp.start():
+            self.endpoints.append(Endpoint(name, host, port))
         return self.endpoints
 
     async def stop(self) -> None:
@@ -114,6 +126,7 @@ class ReferenceServer:
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
+        await self.smtp.stop()
 
     async def __aenter__(self) -> ReferenceServer:
         await self.start()

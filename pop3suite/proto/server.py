@@ -364,8 +364,10 @@ class ServerSession:
     def _cmd_auth(self, command: Command) -> Action:
         self._pending_user = None
         if not command.args:
-            # Non-standard but widely used (Outlook): list mechanisms.
-            return self._multiline(responses.ok(""), [m for m in self.options.sasl_mechanisms])
+            # Non-standard but widely used (Outlook): list the mechanisms,
+            # exactly those CAPA's SASL line offers.
+            sasl = next((c for c in self.capabilities() if c.startswith("SASL ")), "SASL")
+            return self._multiline(responses.ok(""), sasl.split()[1:])
         args = expect_args(command, 1, 2)
         mechanism = args[0].decode("ascii", "replace").upper()
         if mechanism not in self.options.sasl_mechanisms:
