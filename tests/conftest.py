@@ -56,7 +56,9 @@ def lab(tmp_path: Path) -> Lab:
     """A fresh lab: accounts alice, bob (USER/PASS) and carol (APOP), password PASSWORD."""
     ports = {"pop3_port": free_port(), "pop3s_port": free_port()}
     ports.update(smtp_port=0, submission_port=0, smtps_port=0)
-    options = LabOptions(password=PASSWORD, ports=ports, login_failure_delay=0.05, scrypt_n=2**10, fsync=False)
+    options = LabOptions(
+        password=PASSWORD, ports=ports, login_failure_delay=0.05, scrypt_n=2**10, fsync=False
+    )
     return create_lab(tmp_path / "lab", options)
 
 
@@ -95,7 +97,9 @@ def connect(server: RunningServer, tls_context: ssl.SSLContext) -> Iterator[Call
 
     def open_client(mode: str = "plain", **kwargs: object) -> Pop3Client:
         if mode == "implicit":
-            client = Pop3Client("127.0.0.1", server.port("pop3s"), tls="implicit", ssl_context=tls_context, **kwargs)
+            client = Pop3Client(
+                "127.0.0.1", server.port("pop3s"), tls="implicit", ssl_context=tls_context, **kwargs
+            )
         elif mode == "stls":
             client = Pop3Client("127.0.0.1", server.port(), tls="stls", ssl_context=tls_context, **kwargs)
         else:
