@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pop3suite.demo import ServerProcess, start_server
-from pop3suite.netutil import free_port
 
 from .target import Credentials, Endpoint, Target
 
@@ -40,8 +39,8 @@ def start_embedded(profile: str, fast: bool, idle_timeout: float | None = None) 
     directory = Path(tempfile.mkdtemp(prefix="pop3suite-check-"))
     directory.chmod(0o755)
     timeout = idle_timeout if idle_timeout is not None else (3.0 if fast else 120.0)
-    ports = {key: free_port() for key in ("pop3_port", "pop3s_port")}
-    ports.update(smtp_port=0, submission_port=0, smtps_port=0)
+    ports = {"pop3_port": "auto", "pop3s_port": "auto", "smtp_port": "auto"}
+    ports.update(submission_port=0, smtps_port=0)
     lab = create_lab(
         directory / "lab",
         LabOptions(
@@ -58,6 +57,9 @@ def start_embedded(profile: str, fast: bool, idle_timeout: float | None = None) 
         name="reference",
         pop3=Endpoint("127.0.0.1", process.endpoints["pop3"], "none"),
         pop3s=Endpoint("127.0.0.1", process.endpoints["pop3s"], "implicit"),
+        smtp=Endpoint("127.0.0.1", process.endpoints["smtp"], "none")
+        if "smtp" in process.endpoints
+        else None,
         user=Credentials("alice", EMBEDDED_PASSWORD),
         apop_user=Credentials("carol", EMBEDDED_PASSWORD),
         second_user=Credentials("bob", EMBEDDED_PASSWORD),

@@ -36,9 +36,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     for key in ports:
         value = getattr(args, key)
         if value is not None:
-            if not 0 <= value <= 65535:
-                return _fail(f"--{key.replace('_', '-')}: expected 0-65535, got {value}")
-            ports[key] = value
+            if value != "auto" and not (value.isdigit() and 0 <= int(value) <= 65535):
+                return _fail(f"--{key.replace('_', '-')}: expected 0-65535 or 'auto', got {value!r}")
+            ports[key] = value if value == "auto" else int(value)
     try:
         lab = create_lab(args.dir, LabOptions(password=args.password, ports=ports, listen=args.listen))
     except FileExistsError as error:
@@ -175,7 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
         ("smtps_port", "SMTP over TLS (465 role)"),
     ):
         p.add_argument(
-            f"--{key.replace('_', '-')}", dest=key, type=int, metavar="N", help=f"{label}; 0 = off"
+            f"--{key.replace('_', '-')}",
+            dest=key,
+            metavar="N",
+            help=f"{label}; 0 = off, 'auto' = a free port",
         )
     p.set_defaults(func=cmd_init)
 

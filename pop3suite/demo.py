@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .client import Pop3Client
-from .netutil import free_port
 from .proto import CrlfNormalizer
 
 #: Messages that break careless servers (rfc-checklist.md, "most often wrong").
@@ -101,8 +100,8 @@ def lab_server(keep: bool = False) -> Iterator[tuple[object, ServerProcess]]:
     from reference_server.lab import LabOptions, create_lab
 
     directory = Path(tempfile.mkdtemp(prefix="pop3suite-demo-"))
-    ports = {key: free_port() for key in ("pop3_port", "pop3s_port")}
-    ports.update(smtp_port=0, submission_port=0, smtps_port=0)
+    ports = {"pop3_port": "auto", "pop3s_port": "auto", "smtp_port": "auto"}
+    ports.update(submission_port=0, smtps_port=0)
     lab = create_lab(directory, LabOptions(ports=ports, login_failure_delay=0.2, fsync=False))
     server = start_server(lab.config_path)
     try:

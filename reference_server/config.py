@@ -18,6 +18,15 @@ from pop3suite.proto.limits import PROVIDER_IDLE_TIMEOUT_SECONDS
 from . import passwords, plans
 from .storage.base import SAFE_USERNAME
 
+#: A port setting of "auto": the OS picks a free port when the listener
+#: binds (``serve`` prints it).  No race between choosing and binding.
+AUTO_PORT = -1
+
+
+def bind_port(port: int) -> int:
+    """The port number to pass to bind() for a configured (non-zero) port."""
+    return 0 if port == AUTO_PORT else port
+
 
 class ConfigError(Exception):
     """A config problem, worded for the user (file, key, what is wrong)."""
@@ -96,11 +105,11 @@ class Settings:
 
 _SERVER_KEYS: dict[str, type | tuple[type, ...]] = {
     "listen": str,
-    "pop3_port": int,
-    "pop3s_port": int,
-    "smtp_port": int,
-    "submission_port": int,
-    "smtps_port": int,
+    "pop3_port": (int, str),
+    "pop3s_port": (int, str),
+    "smtp_port": (int, str),
+    "submission_port": (int, str),
+    "smtps_port": (int, str),
     "idle_timeout": (int, float),
     "login_failure_delay": (int, float),
     "max_bad_commands": int,
@@ -150,9 +159,13 @@ def _check_table(path: Path, prefix: str, table: Any, keys: dict[str, Any]) -> d
     return table
 
 
-def _port(path: Path, key: str, value: int) -> int:
-    if not 0 <= value <= 65535:
-        raise ConfigError(f"{path}: key 'server.{key}': expected a port 0-65535 (0 = off), got {value}")
+def _port(path: Path, key: str, value: int | str) -> int:
+    if value == "auto":
+        return AUTO_PORT
+    if isinstance(value, str) or not 0 <= value <= 65535:
+        raise ConfigError(
+            f"{path}: key 'server.{key}': expected a port 0-65535 (0 = off) or \"auto\", got {value!r}"
+        )
     return value
 
 

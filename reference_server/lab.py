@@ -38,7 +38,7 @@ class LabOptions:
     """What ``init`` writes.  ``password`` None means a random one."""
 
     password: str | None = None
-    ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    ports: dict[str, int | str] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     listen: str = "127.0.0.1"
     idle_timeout: float = 120
     login_failure_delay: float = 2.0
@@ -86,7 +86,8 @@ def create_lab(directory: str | Path, options: LabOptions | None = None) -> Lab:
         f"listen = {_toml_string(options.listen)}",
     ]
     for key in DEFAULT_PORTS:
-        lines.append(f"{key} = {options.ports.get(key, 0)}")
+        value = options.ports.get(key, 0)
+        lines.append(f"{key} = {_toml_string(value) if isinstance(value, str) else value}")
     lines += [
         "# The provider closes idle sessions after 120 s; RFC 1939 §3 asks for",
         "# at least 600 s.  Both numbers are kept on purpose (see README).",

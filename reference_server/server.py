@@ -16,7 +16,7 @@ import ssl
 from dataclasses import dataclass
 
 from .accounts import Authenticator
-from .config import Settings
+from .config import Settings, bind_port
 from .connection import Connection
 from .relay import RelayWindow
 from .session import Pop3Session, ServerContext
@@ -102,7 +102,7 @@ class ReferenceServer:
             server = await loop.create_server(
                 lambda name=name: self._factory(name),
                 self.settings.listen,
-                port,
+                bind_port(port),
                 ssl=tls,
                 ssl_handshake_timeout=self.settings.idle_timeout if tls else None,
                 reuse_address=True,

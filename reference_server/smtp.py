@@ -66,7 +66,7 @@ from typing import Any
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 
 from . import passwords
-from .config import AccountSettings, Settings
+from .config import AccountSettings, Settings, bind_port
 from .quota import QuotaPolicy
 from .relay import RelayWindow, normalize_address
 from .storage import MailStore, StorageError
@@ -386,7 +386,7 @@ class SmtpService:
             server = await loop.create_server(
                 lambda role=role: self._protocol(role),
                 self.settings.listen,
-                port,
+                bind_port(port),
                 ssl=self.tls_context if implicit else None,
                 ssl_handshake_timeout=self.settings.idle_timeout if implicit else None,
                 reuse_address=True,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pop3suite.client import Pop3Client
-from pop3suite.netutil import free_port
+from reference_server.config import AUTO_PORT
 from reference_server.lab import Lab, LabOptions, create_lab
 from reference_server.server import ReferenceServer
 
@@ -54,7 +54,7 @@ class RunningServer:
 @pytest.fixture
 def lab(tmp_path: Path) -> Lab:
     """A fresh lab: accounts alice, bob (USER/PASS) and carol (APOP), password PASSWORD."""
-    ports = {"pop3_port": free_port(), "pop3s_port": free_port()}
+    ports = {"pop3_port": "auto", "pop3s_port": "auto"}
     ports.update(smtp_port=0, submission_port=0, smtps_port=0)
     options = LabOptions(
         password=PASSWORD, ports=ports, login_failure_delay=0.05, scrypt_n=2**10, fsync=False
@@ -68,6 +68,11 @@ def server_factory(lab: Lab) -> Iterator[Callable[..., RunningServer]]:
     started: list[RunningServer] = []
 
     def start(**overrides: object) -> RunningServer:
+        # Any port a test asks for is bound as "auto": the OS picks a free
+        # one at bind time, so parallel runs on one machine cannot collide.
+        for key, value in list(overrides.items()):
+            if key.endswith("_port") and isinstance(value, int) and value > 0:
+                overrides[key] = AUTO_PORT
         settings = dataclasses.replace(lab.settings, **overrides)
         running = RunningServer(ReferenceServer(settings)).start()
         started.append(running)

@@ -1,0 +1,169 @@
+"""RFC 1939 §3 "Basic Operation": the inactivity autologout timer.
+
+The cases read the server's timer T from ``--idle-timeout`` (the embedded
+server runs with T = 3 s under ``--fast``).  The 10-minute floor is a slow
+case on its own.  Against a real server with a long T, the cases that wait
+for T are skipped as UNIMPLEMENTED under ``--fast``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ssl
+import time
+from collections import Counter
+
+import pytest
+
+from conformance.case import MUST, SHOULD, case, expect, unimplemented
+from pop3suite.client import ConnectionClosed, ErrResponse
+
+RFC_MINIMUM = 600.0  # "at least 10 minutes' duration"
+FAST_LIMIT = 30.0  # longest T the --fast run waits for
+
+_SENTENCE = (
+    "A POP3 server MAY have an inactivity autologout timer. Such a timer MUST be of at least 10 "
+    "minutes' duration. The receipt of any command from the client during that interval should "
+    "suffice to reset the autologout timer. When the timer expires, the session does NOT enter the "
+    "UPDATE state--the server should close the TCP connection without removing any messages or "
+    "sending any response to the client."
+)
+
+
+def _idle_timeout(target) -> float:
+    """T, or UNIMPLEMENTED when it is unknown or too long for this run."""
+    timeout = target.idle_timeout
+    if timeout is None:
+        unimplemented("the server's idle timeout is not known (give --idle-timeout SECONDS)")
+    if target.fast and timeout > FAST_LIMIT:
+        unimplemented(f"idle timeout {timeout:g} s is too long for --fast")
+    return timeout
+
+
+def _margin(timeout: float) -> float:
+    return max(2.0, 0.1 * timeout)
+
+
+def _login_when_unlocked(pop, target, wait=10.0):
+    """Log in as ``target.user``, retrying while the server still holds the
+    lock of a session that has just ended."""
+    mode = "plain" if target.pop3 else "implicit"
+    deadline = time.monotonic() + wait
+    while True:
+        client = pop(mode, login=False)
+        client.user(target.user.user)
+        response = client.pass_(target.user.password, check=False)
+        if response.ok:
+            return client
+        client.close()
+        if time.monotonic() > deadline:
+            raise ErrResponse(response, "PASS")
+        time.sleep(0.25)
+
+
+def _noop_after(client, seconds: float):
+    """Stay idle for ``seconds``, then NOOP: the response, or None if the
+    server had closed the connection."""
+    time.sleep(seconds)
+    try:
+        return client.command("NOOP", check=False)
+    except (ConnectionClosed, OSError):
+        return None
+
+
+def _bytes_until_close(client, timeout: float):
+    """Everything the server sends until it closes, or None if it is still
+    open after ``timeout`` seconds."""
+    assert client.sock is not None
+    client.sock.settimeout(timeout)
+    received = b""
+    try:
+        while True:
+            chunk = client.sock.recv(4096)
+            if not chunk:
+                return received
+            received += chunk
+    except TimeoutError:
+        return None
+    except (ConnectionError, ssl.SSLError):
+        return received
+
+
+def _inventory(client, mailbox):
+    """The maildrop as a multiset of UIDs (or of header blocks without UIDL)."""
+    if mailbox.use_uidl:
+        return Counter(client.uidl().values())
+    return Counter(hashlib.sha256(head).hexdigest() for head in mailbox.scan(client).values())
+
+
+@pytest.mark.timeout(900)
+@case("rfc1939/3/timer-minimum", MUST, "1939", "3", _SENTENCE, ref="rfc1939/3/9", slow=True)
+def test_session_survives_nine_minutes_fifty_idle(pop):
+    """Idle 9 min 50 s after login, then NOOP still gets ``+OK`` (timer at least 10 minutes)."""
+    client = pop()
+    response = _noop_after(client, RFC_MINIMUM - 10)
+    expect(response is not None, "session open after 590 s idle", "+OK to NOOP", "connection closed")
+    assert response is not None
+    expect(response.ok, "NOOP after 590 s idle", "+OK", response.raw)
+
+
+@pytest.mark.timeout(7200)
+@case("rfc1939/3/timer-not-early", MUST, "1939", "3", _SENTENCE, ref="rfc1939/3/9")
+def test_session_survives_most_of_the_timeout(pop, target):
+    """Idle 0.8·T after login, then NOOP still gets ``+OK`` (the server does not close before T)."""
+    timeout = _idle_timeout(target)
+    client = pop()
+    response = _noop_after(client, 0.8 * timeout)
+    expect(response is not None, f"session open after {0.8 * timeout:g} s idle", "+OK", "connection closed")
+    assert response is not None
+    expect(response.ok, "NOOP after 0.8·T idle", "+OK", response.raw)
+
+
+@pytest.mark.timeout(7200)
+@case("rfc1939/3/timer-reset", SHOULD, "1939", "3", _SENTENCE, ref="rfc1939/3/10")
+def test_any_command_resets_the_timer(pop, target):
+    """NOOP every 0.6·T for 2·T: the session stays open the whole time."""
+    timeout = _idle_timeout(target)
+    client = pop()
+    start = time.monotonic()
+    while time.monotonic() - start < 2 * timeout:
+        response = _noop_after(client, 0.6 * timeout)
+        elapsed = time.monotonic() - start
+        expect(
+            response is not None, f"session open after {elapsed:.1f} s of NOOPs", "+OK", "connection closed"
+        )
+        assert response is not None
+        expect(response.ok, f"NOOP at {elapsed:.1f} s", "+OK", response.raw)
+
+
+@pytest.mark.timeout(7200)
+@case("rfc1939/3/timer-no-update", MUST, "1939", "3", _SENTENCE, ref="rfc1939/3/11")
+def test_timeout_does_not_enter_update(pop, target, mailbox):
+    """DELE 1, stay idle until the server closes: the message is still there afterwards."""
+    timeout = _idle_timeout(target)
+    client = pop()
+    before = _inventory(client, mailbox)
+    count, _ = client.stat()
+    if count == 0:
+        unimplemented("maildrop is empty")
+    client.dele(1)
+    if _bytes_until_close(client, timeout + _margin(timeout)) is None:
+        unimplemented(f"the server did not close the idle session within {timeout + _margin(timeout):g} s")
+    client.close()
+    after_client = _login_when_unlocked(pop, target)
+    after = _inventory(after_client, mailbox)
+    missing = before - after
+    expect(not missing, "nothing removed when the idle timer expired", "every message", dict(missing))
+    expect(after_client.stat()[0] >= count, "message count not lower", f">= {count}", after_client.stat()[0])
+
+
+@pytest.mark.timeout(7200)
+@case("rfc1939/3/timer-silent-close", SHOULD, "1939", "3", _SENTENCE, ref="rfc1939/3/11")
+def test_timeout_closes_without_a_response(pop, target):
+    """When the idle timer expires the server closes the connection without sending anything."""
+    timeout = _idle_timeout(target)
+    client = pop()
+    sent = _bytes_until_close(client, timeout + _margin(timeout))
+    if sent is None:
+        unimplemented(f"the server did not close the idle session within {timeout + _margin(timeout):g} s")
+    expect(sent == b"", "nothing sent before the close", "EOF only", sent)

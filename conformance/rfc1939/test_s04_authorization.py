@@ -1,0 +1,269 @@
+"""RFC 1939 §4 "The AUTHORIZATION State": message numbering after login, the
+exclusive-access lock (with RFC 2449 §8.1.2 ``[IN-USE]``), retrying after a
+failed login, and QUIT before login."""
+
+from __future__ import annotations
+
+import re
+import ssl
+import time
+
+import pytest
+
+from conformance.case import INFO, MAY, MUST, SHOULD, case, expect, expect_equal, unimplemented
+from conformance.conftest import login_error
+from pop3suite.client import ConnectionClosed, ErrResponse
+
+_SCAN = re.compile(rb"([1-9][0-9]*) ([0-9]+)(?: [^\r\n]*)?")
+
+
+def _login_when_unlocked(pop, target, wait=10.0):
+    """Log in as ``target.user``, retrying while the server still holds the
+    lock of a session that has just ended."""
+    mode = "plain" if target.pop3 else "implicit"
+    deadline = time.monotonic() + wait
+    while True:
+        client = pop(mode, login=False)
+        client.user(target.user.user)
+        response = client.pass_(target.user.password, check=False)
+        if response.ok:
+            return client
+        client.close()
+        if time.monotonic() > deadline:
+            raise ErrResponse(response, "PASS")
+        time.sleep(0.25)
+
+
+def _listing(client, capabilities):
+    """What a session sees: LIST, and UIDL where advertised."""
+    return client.list(), client.uidl() if "UIDL" in capabilities else None
+
+
+def _bytes_until_close(client, timeout=10.0):
+    """Bytes the server sends before closing the connection, or None if it
+    is still open after ``timeout`` seconds."""
+    assert client.sock is not None
+    client.sock.settimeout(timeout)
+    received = b""
+    try:
+        while True:
+            chunk = client.sock.recv(4096)
+            if not chunk:
+                return received
+            received += chunk
+    except TimeoutError:
+        return None
+    except (ConnectionError, ssl.SSLError):
+        return received
+
+
+@case(
+    "rfc1939/4/numbering",
+    MUST,
+    "1939",
+    "4",
+    "The POP3 session now enters the TRANSACTION state, with no messages marked as deleted. [...] "
+    'The first message in the maildrop is assigned a message-number of "1", the second is assigned '
+    '"2", and so on, so that the nth message in a maildrop is assigned a message-number of "n". In '
+    "POP3 commands and responses, all message-numbers and message sizes are expressed in base-10 "
+    "(i.e., decimal).",
+    ref="rfc1939/4/1",
+)
+def test_messages_numbered_one_to_n_in_decimal(pop, mailbox, mode):
+    """Right after login LIST numbers the messages 1..n with decimal sizes, and none is marked deleted."""
+    client = pop(mode)
+    count, total = client.stat()
+    numbers, sizes = [], []
+    for line in client.multiline("LIST").lines():
+        match = _SCAN.fullmatch(line)
+        expect(match is not None, "scan listing in decimal", "<message-number> <octets>", line)
+        assert match is not None
+        numbers.append(int(match.group(1)))
+        sizes.append(int(match.group(2)))
+    expect_equal(sorted(numbers), list(range(1, count + 1)), "message-numbers are exactly 1..n (n from STAT)")
+    expect_equal(sum(sizes), total, "sizes add up to the STAT size")
+    for number in range(1, min(count, 20) + 1):
+        response = client.command(f"LIST {number}", check=False)
+        expect(response.ok, f"message {number} is not marked deleted after login", "+OK", response.raw)
+
+
+@case(
+    "rfc1939/4/exclusive-lock",
+    SHOULD,
+    "1939",
+    "4",
+    "Once the POP3 server has determined through the use of any authentication command that the "
+    "client should be given access to the appropriate maildrop, the POP3 server then acquires an "
+    "exclusive-access lock on the maildrop, as necessary to prevent messages from being modified or "
+    "removed before the session enters the UPDATE state. [...] If the maildrop cannot be opened for "
+    "some reason (for example, a lock can not be acquired [...]), the POP3 server responds with a "
+    "negative status indicator.",
+    ref="rfc1939/4/2",
+)
+def test_second_session_refused_or_listing_stable(pop, target, mailbox, capabilities):
+    """A second login to an open maildrop gets ``-ERR``, or both sessions see one unchanged listing."""
+    first = pop()
+    listing = _listing(first, capabilities)
+    second = pop(login=False)
+    second.user(target.user.user)
+    response = second.pass_(target.user.password, check=False)
+    if response.ok:
+        expect_equal(_listing(second, capabilities), listing, "second session sees the first one's listing")
+        second.quit()  # nothing marked: nothing removed
+    expect_equal(_listing(first, capabilities), listing, "first session's numbering after the second login")
+    noop = first.command("NOOP", check=False)
+    expect(noop.ok, "first session still usable", "+OK", noop.raw)
+    first.quit()
+    _login_when_unlocked(pop, target)
+
+
+@case(
+    "rfc1939/4/exclusive-lock-concurrent-dele",
+    SHOULD,
+    "1939",
+    "4",
+    "[...] the POP3 server then acquires an exclusive-access lock on the maildrop, as necessary to "
+    "prevent messages from being modified or removed before the session enters the UPDATE state.",
+    ref="rfc1939/4/2",
+    destructive=True,
+)
+def test_concurrent_session_cannot_remove_messages_under_another(pop, target, mailbox, scratch):
+    """If two sessions are allowed, one deleting a message does not change what the other sees."""
+    (nonce,) = scratch(1)
+    first = _login_when_unlocked(pop, target, wait=30.0)
+    found = mailbox.locate_scratch(first, [nonce])
+    if nonce not in found:
+        unimplemented("the scratch message did not show up in the maildrop")
+    number = found[nonce]
+    listing = first.list()
+    message = first.retr(number)
+    second = pop(login=False)
+    second.user(target.user.user)
+    response = second.pass_(target.user.password, check=False)
+    if not response.ok:
+        first.dele(number)  # clean up the scratch message
+        first.quit()
+        unimplemented(f"the maildrop is locked: a second session is refused ({response.raw!r})")
+    theirs = mailbox.locate_scratch(second, [nonce])
+    if nonce in theirs:
+        second.dele(theirs[nonce])
+    second.quit()
+    expect_equal(first.list(), listing, "first session's listing after another session removed a message")
+    again = first.multiline(f"RETR {number}", check=False)
+    expect(
+        again.response.ok and again.data == message,
+        f"RETR {number} in the first session after another session deleted that message",
+        "+OK and the same message",
+        again.response.raw,
+    )
+    first.quit()
+
+
+@case(
+    "rfc1939/4/in-use-code",
+    INFO,
+    "2449",
+    "8.1.2",
+    "IN-USE: This occurs on an -ERR response to an AUTH, APOP, or PASS command. It indicates the "
+    "authentication was successful, but the user's maildrop is currently in use (probably by "
+    "another POP3 client).",
+    ref="rfc2449/8.1.2/1",
+)
+def test_locked_maildrop_refusal_carries_in_use(pop, target):
+    """A login refused because the maildrop is open elsewhere says ``[IN-USE]``."""
+    first = pop()
+    second = pop(login=False)
+    second.user(target.user.user)
+    response = second.pass_(target.user.password, check=False)
+    if response.ok:
+        second.quit()
+        first.quit()
+        unimplemented("the server allows concurrent sessions; no lock refusal to inspect")
+    expect_equal(response.code_str, "IN-USE", "response code of the refusal")
+    first.quit()
+
+
+@case(
+    "rfc1939/4/in-use-needs-credentials",
+    SHOULD,
+    "2449",
+    "8.1.2",
+    "IN-USE: This occurs on an -ERR response to an AUTH, APOP, or PASS command. It indicates the "
+    "authentication was successful, but the user's maildrop is currently in use (probably by "
+    "another POP3 client).",
+    ref="rfc2449/8.1.2/1",
+)
+def test_wrong_password_on_locked_maildrop_is_not_in_use(pop, target):
+    """While the maildrop is open, a wrong password gets ``-ERR`` without ``[IN-USE]`` (no oracle)."""
+    first = pop()
+    second = pop(login=False)
+    response = login_error(second, target.user.user, target.user.password + "-wrong")
+    expect(not response.ok, "wrong password is refused", "-ERR", response.raw)
+    expect(
+        response.code_str != "IN-USE",
+        "[IN-USE] only after correct credentials",
+        "-ERR [AUTH] or -ERR",
+        response.raw,
+    )
+    first.quit()
+
+
+@case(
+    "rfc1939/4/retry-after-failure",
+    MAY,
+    "1939",
+    "4",
+    "After returning a negative status indicator, the server may close the connection. If the "
+    "server does not close the connection, the client may either issue a new authentication "
+    "command and start again, or the client may issue the QUIT command.",
+    ref="rfc1939/4/3",
+)
+def test_retry_on_same_connection_after_failed_pass(pop, target):
+    """After a failed PASS the connection stays open and USER/PASS with the right password works."""
+    client = pop(login=False)
+    failed = login_error(client, target.user.user, target.user.password + "-wrong")
+    expect(not failed.ok, "wrong password is refused", "-ERR", failed.raw)
+    try:
+        client.user(target.user.user)
+        response = client.pass_(target.user.password, check=False)
+    except (ConnectionClosed, OSError) as error:
+        expect(False, "server closed the connection after a failed login (allowed)", "open", error)
+        return
+    expect(response.ok, "second attempt on the same connection", "+OK", response.raw)
+
+
+@pytest.mark.parametrize("when", ["after-greeting", "after-user", "after-failed-pass"])
+@case(
+    "rfc1939/4/quit",
+    MUST,
+    "1939",
+    "4, 6",
+    "QUIT [...] Possible Responses: +OK [...] (Note that if the client issues the QUIT command from "
+    "the AUTHORIZATION state, the POP3 session terminates but does NOT enter the UPDATE state.)",
+    ref="rfc1939/4/4",
+)
+def test_quit_in_authorization(pop, target, mailbox, capabilities, when):
+    """QUIT before login gets ``+OK``, the server closes the connection, and the maildrop is unchanged."""
+    before = pop()
+    listing = _listing(before, capabilities)
+    before.quit()
+    client = pop(login=False)
+    if when == "after-user":
+        client.user(target.user.user)
+    elif when == "after-failed-pass":
+        failed = login_error(client, target.user.user, target.user.password + "-wrong")
+        expect(not failed.ok, "wrong password is refused", "-ERR", failed.raw)
+    try:
+        response = client.command("QUIT", check=False)
+    except (ConnectionClosed, OSError):
+        if when == "after-failed-pass":
+            response = None  # the server closed after the failed login (RFC 1939 §4 allows it)
+        else:
+            raise
+    if response is not None:
+        expect(response.ok, "QUIT in AUTHORIZATION", "+OK", response.raw)
+        rest = _bytes_until_close(client)
+        expect(rest is not None, "server closes the connection after QUIT", "EOF", "still open after 10 s")
+    client.close()
+    after = _login_when_unlocked(pop, target)
+    expect_equal(_listing(after, capabilities), listing, "maildrop after QUIT in AUTHORIZATION")

@@ -1,0 +1,297 @@
+"""RFC 1939 §6 "The UPDATE State": QUIT removes exactly the marked messages,
+any other end of a session removes nothing, the lock is released.
+
+Messages are told apart across sessions by their UIDL (or, without UIDL, by
+their header block), so renumbering between sessions does not matter.
+Cases that really remove mail do it only to the suite's own scratch
+messages and are marked destructive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import secrets
+import socket
+import ssl
+import struct
+import time
+from collections import Counter
+
+import pytest
+
+from conformance.case import MUST, case, expect, expect_equal, unimplemented
+from conformance.mailbox import SCRATCH_HEADER
+from pop3suite.client import ErrResponse
+
+
+def _login_when_unlocked(pop, target, wait=10.0):
+    """Log in as ``target.user``, retrying while the server still holds the
+    lock of a session that has just ended."""
+    mode = "plain" if target.pop3 else "implicit"
+    deadline = time.monotonic() + wait
+    while True:
+        client = pop(mode, login=False)
+        client.user(target.user.user)
+        response = client.pass_(target.user.password, check=False)
+        if response.ok:
+            return client
+        client.close()
+        if time.monotonic() > deadline:
+            raise ErrResponse(response, "PASS")
+        time.sleep(0.25)
+
+
+def _identities(client, mailbox):
+    """message-number -> something that names the message across sessions."""
+    if mailbox.use_uidl:
+        return client.uidl()
+    return {n: hashlib.sha256(head).hexdigest() for n, head in mailbox.scan(client).items()}
+
+
+def _inventory(client, mailbox):
+    return Counter(_identities(client, mailbox).values())
+
+
+def _find_scratch(pop, target, mailbox, nonces, wait=30.0):
+    """A logged-in client and nonce -> message-number once every scratch
+    message has arrived (SMTP delivery may lag)."""
+    deadline = time.monotonic() + wait
+    while True:
+        client = _login_when_unlocked(pop, target)
+        found = mailbox.locate_scratch(client, nonces)
+        if len(found) == len(nonces):
+            return client, found
+        client.quit()
+        if time.monotonic() > deadline:
+            unimplemented(f"{len(nonces) - len(found)} scratch messages did not arrive within {wait:g} s")
+        time.sleep(0.5)
+
+
+def _wait_for_close(client, timeout=10.0):
+    """Read until the server closes; the bytes it sent, or None if still open."""
+    assert client.sock is not None
+    client.sock.settimeout(timeout)
+    received = b""
+    try:
+        while True:
+            chunk = client.sock.recv(65536)
+            if not chunk:
+                return received
+            received += chunk
+    except TimeoutError:
+        return None
+    except (ConnectionError, ssl.SSLError):
+        return received
+
+
+def _scratch_present(client, mailbox, nonces):
+    """The scratch nonces found in the maildrop by header (independent of UIDL)."""
+    heads = list(mailbox.scan(client).values())
+    return {nonce for nonce in nonces if any(SCRATCH_HEADER + nonce.encode() in head for head in heads)}
+
+
+def _remove_scratch(pop, target, mailbox, nonces):
+    """Best-effort cleanup: DELE the given scratch messages and QUIT."""
+    client = _login_when_unlocked(pop, target)
+    for number in mailbox.locate_scratch(client, nonces).values():
+        client.dele(number)
+    client.quit()
+
+
+@case(
+    "rfc1939/6/quit-removes-marked",
+    MUST,
+    "1939",
+    "6",
+    "When the client issues the QUIT command from the TRANSACTION state, the POP3 session enters the "
+    "UPDATE state. [...] The POP3 server removes all messages marked as deleted from the maildrop and "
+    "replies as to the status of this operation. [...] In no case may the server remove any messages "
+    "not marked as deleted.",
+    ref="rfc1939/6/1",
+    destructive=True,
+)
+def test_quit_removes_exactly_the_marked_messages(pop, target, mailbox, scratch):
+    """DELE two of three scratch messages, QUIT: exactly those two are gone, everything else stays."""
+    nonces = scratch(3)
+    client, found = _find_scratch(pop, target, mailbox, nonces)
+    names = _identities(client, mailbox)
+    before = Counter(names.values())
+    marked = [names[found[nonce]] for nonce in nonces[:2]]
+    for nonce in nonces[:2]:
+        client.dele(found[nonce])
+    response = client.command("QUIT", check=False)
+    expect(response.ok, "QUIT after DELE (-ERR only on a resource shortage)", "+OK", response.raw)
+    expect(
+        _wait_for_close(client) is not None, "server closes the connection after QUIT", "EOF", "still open"
+    )
+    client.close()
+    after_client = _login_when_unlocked(pop, target)
+    after = _inventory(after_client, mailbox)
+    missing = (before - Counter(marked)) - after
+    expect(
+        not missing, "no unmarked message is removed", "every unmarked message", f"missing {dict(missing)}"
+    )
+    present = _scratch_present(after_client, mailbox, nonces)
+    expect_equal(present, {nonces[2]}, "scratch messages left after QUIT (two of three were marked)")
+    after_client.quit()
+    _remove_scratch(pop, target, mailbox, nonces[2:])
+
+
+@case(
+    "rfc1939/6/quit-releases-lock",
+    MUST,
+    "1939",
+    "6",
+    "Whether the removal was successful or not, the server then releases any exclusive-access lock "
+    "on the maildrop and closes the TCP connection.",
+    ref="rfc1939/6/1",
+)
+def test_quit_releases_lock_and_closes(pop, target):
+    """After ``+OK`` to QUIT the server closes the connection, and a new login succeeds at once."""
+    client = pop()
+    response = client.command("QUIT", check=False)
+    expect(response.ok, "QUIT in TRANSACTION", "+OK", response.raw)
+    rest = _wait_for_close(client)
+    expect(rest is not None, "server closes the connection after QUIT", "EOF", "still open after 10 s")
+    expect_equal(rest, b"", "nothing after the QUIT reply")
+    again = pop(login=False)
+    again.user(target.user.user)
+    login = again.pass_(target.user.password, check=False)
+    expect(login.ok, "login right after the previous session's QUIT (lock released)", "+OK", login.raw)
+
+
+def _abort(client, how):
+    """End a session without QUIT."""
+    sock = client.sock
+    assert sock is not None
+    if how == "rst":
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()
+    elif how == "fin":
+        sock.shutdown(socket.SHUT_WR)
+        _wait_for_close(client)
+        client.close()
+    elif how == "unterminated-quit":
+        client.send_raw(b"QUIT")  # no CRLF: not a command
+        sock.shutdown(socket.SHUT_WR)
+        _wait_for_close(client)
+        client.close()
+    elif how == "rst-mid-retr":
+        sizes = client.list()
+        largest = max(sizes, key=lambda n: sizes[n])
+        client.send_raw(f"RETR {largest}\r\n".encode())
+        client.read_line()
+        sock.recv(1024)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()
+    elif how == "tls-truncation":
+        sock.shutdown(socket.SHUT_RDWR)  # SSLSocket.shutdown: TCP FIN, no close_notify
+        client.close()
+    elif how == "tls-close-notify":
+        assert isinstance(sock, ssl.SSLSocket)
+        try:
+            raw = sock.unwrap()
+            raw.close()
+        except (ssl.SSLError, OSError):
+            sock.close()
+        client.sock = None
+    else:
+        raise ValueError(how)
+
+
+@pytest.mark.parametrize(
+    "how", ["fin", "rst", "unterminated-quit", "rst-mid-retr", "tls-truncation", "tls-close-notify"]
+)
+@case(
+    "rfc1939/6/no-quit-no-update",
+    MUST,
+    "1939",
+    "6",
+    "If a session terminates for some reason other than a client-issued QUIT command, the POP3 "
+    "session does NOT enter the UPDATE state and MUST not remove any messages from the maildrop.",
+    ref="rfc1939/6/2",
+)
+def test_session_ending_without_quit_removes_nothing(pop, target, mailbox, how):
+    """DELE up to three messages, end the session without QUIT: every message is still there."""
+    mode = "plain"
+    if how.startswith("tls"):
+        mode = "implicit" if target.pop3s else "stls"
+    client = pop(mode)
+    before = _inventory(client, mailbox)
+    count, _ = client.stat()
+    if count == 0:
+        unimplemented("maildrop is empty")
+    for number in range(1, min(count, 3) + 1):
+        client.dele(number)
+    _abort(client, how)
+    after_client = _login_when_unlocked(pop, target)
+    after = _inventory(after_client, mailbox)
+    missing = before - after
+    expect(not missing, f"nothing removed after the session ended by {how}", "every message", dict(missing))
+    expect(after_client.stat()[0] >= count, "message count not lower", f">= {count}", after_client.stat()[0])
+
+
+@case(
+    "rfc1939/6/never-remove-unmarked",
+    MUST,
+    "1939",
+    "5, 6",
+    "If any messages have been marked as deleted by the POP3 server, they are unmarked. [...] The "
+    "POP3 server removes all messages marked as deleted from the maildrop [...]. In no case may the "
+    "server remove any messages not marked as deleted.",
+    ref="rfc1939/6/3",
+    destructive=True,
+)
+def test_random_dele_rset_then_quit_removes_only_marked(pop, target, mailbox, scratch):
+    """A random DELE/RSET sequence on scratch messages, then QUIT: exactly the still-marked ones are gone."""
+    seed = secrets.randbits(32)
+    rng = random.Random(seed)
+    nonces = scratch(5)
+    client, found = _find_scratch(pop, target, mailbox, nonces)
+    names = _identities(client, mailbox)
+    before = Counter(names.values())
+    count, _ = client.stat()
+    marked: set[str] = set()
+    steps = []
+    for _ in range(12):
+        if rng.random() < 0.2:
+            steps.append("RSET")
+            response = client.command("RSET", check=False)
+            expect(response.ok, f"RSET (seed {seed}, {steps})", "+OK", response.raw)
+            marked.clear()
+        else:
+            nonce = rng.choice(nonces)
+            steps.append(f"DELE {found[nonce]}")
+            response = client.command(f"DELE {found[nonce]}", check=False)
+            expected_ok = nonce not in marked
+            expect(
+                response.ok == expected_ok,
+                f"DELE of a {'marked' if nonce in marked else 'unmarked'} message (seed {seed}, {steps})",
+                "+OK" if expected_ok else "-ERR",
+                response.raw,
+            )
+            marked.add(nonce)
+        expect_equal(client.stat()[0], count - len(marked), f"STAT count (seed {seed}, {steps})")
+    if len(marked) == len(nonces):  # keep at least one unmarked scratch message
+        client.rset()
+        marked.clear()
+        steps.append("RSET")
+    if not marked:
+        client.dele(found[nonces[0]])
+        marked.add(nonces[0])
+        steps.append(f"DELE {found[nonces[0]]}")
+    response = client.command("QUIT", check=False)
+    expect(response.ok, "QUIT", "+OK", response.raw)
+    client.close()
+    after_client = _login_when_unlocked(pop, target)
+    after = _inventory(after_client, mailbox)
+    gone = Counter(names[found[nonce]] for nonce in marked)
+    missing = (before - gone) - after
+    expect(
+        not missing, f"unmarked messages kept (seed {seed}, {steps})", "all kept", f"missing {dict(missing)}"
+    )
+    present = _scratch_present(after_client, mailbox, nonces)
+    expect_equal(present, set(nonces) - marked, f"scratch messages left after QUIT (seed {seed}, {steps})")
+    after_client.quit()
+    _remove_scratch(pop, target, mailbox, [nonce for nonce in nonces if nonce not in marked])

@@ -1,0 +1,567 @@
+"""RFC 1939 §7 "Optional POP3 Commands": TOP, UIDL, USER/PASS and APOP."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import ssl
+import time
+
+import pytest
+
+from conformance.case import INFO, MUST, SHOULD, case, expect, expect_equal, unimplemented
+from conformance.conftest import login_error
+from conformance.fixtures import matches
+from pop3suite.client import ConnectionClosed, ErrResponse, apop_timestamp
+from pop3suite.proto.errors import MalformedResponse
+
+_UID_LINE = re.compile(rb"([1-9][0-9]*) ([\x21-\x7e]{1,70})")
+_UID_SINGLE = re.compile(rb"\+OK ([1-9][0-9]*) ([\x21-\x7e]{1,70})\r\n")
+_MSG_ID = re.compile(r"<[^<>@\s]+@[^<>@\s]+>")
+
+
+def _login_when_unlocked(pop, target, wait=10.0):
+    """Log in as ``target.user``, retrying while the server still holds the
+    lock of a session that has just ended."""
+    mode = "plain" if target.pop3 else "implicit"
+    deadline = time.monotonic() + wait
+    while True:
+        client = pop(mode, login=False)
+        client.user(target.user.user)
+        response = client.pass_(target.user.password, check=False)
+        if response.ok:
+            return client
+        client.close()
+        if time.monotonic() > deadline:
+            raise ErrResponse(response, "PASS")
+        time.sleep(0.25)
+
+
+def _find_scratch(pop, target, mailbox, nonces, wait=30.0):
+    """A logged-in client and nonce -> message-number once every scratch
+    message has arrived (SMTP delivery may lag)."""
+    deadline = time.monotonic() + wait
+    while True:
+        client = _login_when_unlocked(pop, target)
+        found = mailbox.locate_scratch(client, nonces)
+        if len(found) == len(nonces):
+            return client, found
+        client.quit()
+        if time.monotonic() > deadline:
+            unimplemented(f"{len(nonces) - len(found)} scratch messages did not arrive within {wait:g} s")
+        time.sleep(0.5)
+
+
+def _digest(timestamp: str, secret: str) -> str:
+    return hashlib.md5((timestamp + secret).encode("utf-8")).hexdigest()
+
+
+# ------------------------------------------------------------------ TOP
+
+
+def _body_lines(body: bytes) -> list[bytes]:
+    parts = body.split(b"\r\n")
+    lines = [part + b"\r\n" for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
+def _top_expected(message: bytes, lines: int) -> bytes:
+    """The headers, the blank line and the first ``lines`` body lines."""
+    head, separator, body = message.partition(b"\r\n\r\n")
+    return head + separator + b"".join(_body_lines(body)[:lines])
+
+
+_TOP_COUNTS = {
+    "top-lines": [0, 1, 2, 3, 19, 20, 21, 1000],  # 20 body lines, line 2 starts with a dot
+    "dot-lines": [0, 1, 2, 3, 5, 6, 7, 8, 100],  # 7 body lines, lines 1 and 6 are a lone dot
+    "empty-body": [0, 1, 5],
+    "no-final-newline": [0, 1, 2],
+}
+
+
+@pytest.mark.parametrize("name", list(_TOP_COUNTS))
+@case(
+    "rfc1939/7/top-lines",
+    MUST,
+    "1939",
+    "7",
+    "If the POP3 server issues a positive response, then the response given is multi-line. After the "
+    "initial +OK, the POP3 server sends the headers of the message, the blank line separating the "
+    "headers from the body, and then the number of lines of the indicated message's body, being "
+    "careful to byte-stuff the termination character (as with all multi-line responses). Note that "
+    "if the number of lines requested by the POP3 client is greater than than the number of lines in "
+    "the body, then the POP3 server sends the entire message.",
+    ref="rfc1939/7/1",
+)
+def test_top_sends_headers_blank_line_and_n_lines(pop, need, mailbox, fixture_number, name):
+    """``TOP m n`` for n = 0, 1, ..., more than the body: headers, blank line, n body lines, stuffed."""
+    need("TOP")
+    client = pop()
+    number = fixture_number(client, name)
+    fixture = mailbox.fixtures[name]
+    retrieved = client.retr(number)
+    message = retrieved if matches(retrieved, fixture) else fixture.wire
+    for lines in _TOP_COUNTS[name]:
+        body = client.multiline(f"TOP {number} {lines}")
+        expected = _top_expected(message, lines)
+        expect(body.data == expected, f"TOP {number} {lines} ({name})", expected, body.data)
+        expect_equal(
+            body.unstuffed_dot_lines, 0, f"TOP {number} {lines}: lines starting with '.' byte-stuffed"
+        )
+
+
+@case(
+    "rfc1939/7/top-errors",
+    MUST,
+    "1939",
+    "7",
+    "TOP msg n Arguments: a message-number (required) which may NOT refer to to a message marked as "
+    "deleted, and a non-negative number of lines (required) [...] Possible Responses: +OK top of "
+    "message follows -ERR no such message",
+    ref="rfc1939/7/1",
+)
+def test_top_refuses_bad_message_or_line_count(pop, need, mailbox):
+    """TOP of a nonexistent or deleted message, a negative count or a missing count gets ``-ERR``."""
+    need("TOP")
+    client = pop()
+    count, _ = client.stat()
+    if count == 0:
+        unimplemented("maildrop is empty")
+    for command in (f"TOP {count + 1} 0", "TOP 0 0", "TOP 1 -1", "TOP 1", "TOP"):
+        response = client.command(command, check=False)
+        expect(not response.ok, f"{command!r} must be refused", "-ERR", response.raw)
+    client.dele(1)
+    response = client.command("TOP 1 0", check=False)
+    expect(not response.ok, "TOP of a message marked deleted", "-ERR", response.raw)
+    client.rset()
+    noop = client.command("NOOP", check=False)
+    expect(noop.ok, "session still usable", "+OK", noop.raw)
+
+
+# ------------------------------------------------------------------ UIDL
+
+
+@case(
+    "rfc1939/7/uidl-format",
+    MUST,
+    "1939",
+    "7",
+    "A unique-id listing consists of the message-number of the message, followed by a single space "
+    "and the unique-id of the message. No information follows the unique-id in the unique-id "
+    "listing. The unique-id of a message is an arbitrary server-determined string, consisting of one "
+    "to 70 characters in the range 0x21 to 0x7E [...]",
+    ref="rfc1939/7/2",
+)
+def test_uidl_listing_format(pop, need, mailbox, mode):
+    """Every UIDL line is ``n uid``: uid 1-70 octets in 0x21-0x7E, nothing after it; one line per message."""
+    need("UIDL")
+    client = pop(mode)
+    count, _ = client.stat()
+    numbers = []
+    for line in client.multiline("UIDL").lines():
+        match = _UID_LINE.fullmatch(line)
+        expect(match is not None, "unique-id listing syntax", "<n> <1-70 chars 0x21-0x7E>", line)
+        assert match is not None
+        numbers.append(int(match.group(1)))
+    expect_equal(sorted(numbers), list(range(1, count + 1)), "one unique-id listing per message, 1..n")
+
+
+@case(
+    "rfc1939/7/uidl-unique",
+    MUST,
+    "1939",
+    "7",
+    "The unique-id of a message is an arbitrary server-determined string [...] which uniquely "
+    "identifies a message within a maildrop [...]. Clients should be able to handle a situation "
+    "where two identical copies of a message in a maildrop have the same unique-id.",
+    ref="rfc1939/7/2",
+)
+def test_uidl_unique_within_maildrop(pop, need, mailbox):
+    """No two different messages share a unique-id (identical copies may)."""
+    need("UIDL")
+    client = pop()
+    by_uid: dict[str, list[int]] = {}
+    for number, uid in client.uidl().items():
+        by_uid.setdefault(uid, []).append(number)
+    for uid, numbers in by_uid.items():
+        if len(numbers) > 1:
+            first = client.retr(numbers[0])
+            for other in numbers[1:]:
+                expect(
+                    client.retr(other) == first, f"messages {numbers} share {uid!r}", "identical", "differ"
+                )
+
+
+@case(
+    "rfc1939/7/uidl-single",
+    MUST,
+    "1939",
+    "7",
+    "If an argument was given and the POP3 server issues a positive response with a line containing "
+    'information for that message. This line is called a "unique-id listing" for that message.',
+    ref="rfc1939/7/2",
+)
+def test_uidl_with_argument_is_one_line(pop, need, mailbox):
+    """``UIDL n`` answers ``+OK n uid`` on one line, the same uid as in the listing; nonexistent: ``-ERR``."""
+    need("UIDL")
+    client = pop()
+    listing = client.uidl()
+    if not listing:
+        unimplemented("maildrop is empty")
+    for number in [*sorted(listing)[:3], max(listing)]:
+        raw = client.command(f"UIDL {number}").raw
+        expect(_UID_SINGLE.fullmatch(raw) is not None, f"UIDL {number} syntax", "+OK <n> <uid>CRLF", raw)
+        expect_equal(raw, f"+OK {number} {listing[number]}\r\n".encode(), f"UIDL {number} agrees with UIDL")
+        try:
+            noop = client.command("NOOP", check=False)
+        except MalformedResponse as error:
+            expect(False, f"UIDL {number} must be a single line", "+OK to the next NOOP", error)
+        expect(noop.ok, f"nothing follows the UIDL {number} line", "+OK", noop.raw)
+    response = client.command(f"UIDL {max(listing) + 1}", check=False)
+    expect(not response.ok, "UIDL of a nonexistent message", "-ERR", response.raw)
+
+
+@case(
+    "rfc1939/7/uidl-deleted-excluded",
+    MUST,
+    "1939",
+    "7",
+    "UIDL [msg] Arguments: a message-number (optional), which, if present, may NOT refer to a "
+    "message marked as deleted [...] Note that messages marked as deleted are not listed.",
+    ref="rfc1939/7/2",
+)
+def test_uidl_excludes_deleted(pop, need, mailbox):
+    """After ``DELE 1`` UIDL omits message 1, keeps the others' numbers and uids; ``UIDL 1`` fails."""
+    need("UIDL")
+    client = pop()
+    listing = client.uidl()
+    if not listing:
+        unimplemented("maildrop is empty")
+    client.dele(1)
+    expected = {n: uid for n, uid in listing.items() if n != 1}
+    expect_equal(client.uidl(), expected, "UIDL after DELE 1")
+    response = client.command("UIDL 1", check=False)
+    expect(not response.ok, "UIDL 1 after DELE 1", "-ERR", response.raw)
+    client.rset()
+    expect_equal(client.uidl(), listing, "UIDL after RSET")
+
+
+def _uid_heads(client, mailbox):
+    """unique-id -> header block of that message."""
+    uids = client.uidl()
+    heads = mailbox.scan(client)
+    return {uid: heads[number] for number, uid in uids.items()}
+
+
+@case(
+    "rfc1939/7/uidl-persist",
+    MUST,
+    "1939",
+    "7",
+    "The unique-id of a message is an arbitrary server-determined string [...] which persists across "
+    "sessions. This persistence is required even if a session ends without entering the UPDATE state.",
+    ref="rfc1939/7/3",
+)
+def test_uidl_persists_across_sessions(pop, need, target, mailbox):
+    """Each unique-id names the same message after a QUIT and after a session dropped with a DELE pending."""
+    need("UIDL")
+    first = pop()
+    original = _uid_heads(first, mailbox)
+    first.quit()
+    for label in ("after QUIT", "after a session ended without QUIT"):
+        client = _login_when_unlocked(pop, target)
+        now = _uid_heads(client, mailbox)
+        for uid, head in original.items():
+            expect(uid in now, f"unique-id {uid!r} still there {label}", uid, "missing")
+            expect(now[uid] == head, f"unique-id {uid!r} names the same message {label}", head, now[uid])
+        if client.stat()[0]:
+            client.dele(1)
+        client.close()  # no QUIT: the DELE is not carried out
+
+
+@case(
+    "rfc1939/7/uidl-no-reuse",
+    SHOULD,
+    "1939",
+    "7",
+    "The server should never reuse an unique-id in a given maildrop, for as long as the entity using "
+    "the unique-id exists.",
+    ref="rfc1939/7/3",
+    destructive=True,
+)
+def test_uidl_not_reused_after_delete(pop, need, target, mailbox, scratch):
+    """Deliver, note the uid, delete, deliver again (twice): a new message never gets an old uid."""
+    need("UIDL")
+    seen: set[str] = set()
+    previous = None
+    for _ in range(3):
+        (nonce,) = scratch(1)
+        client, found = _find_scratch(pop, target, mailbox, [nonce])
+        uids = client.uidl()
+        uid = uids[found[nonce]]
+        if previous is not None:
+            expect(
+                uid not in seen, "a new message gets a unique-id never used before", f"not {previous}", uid
+            )
+        seen.update(uids.values())
+        previous = uid
+        client.dele(found[nonce])
+        response = client.command("QUIT", check=False)
+        expect(response.ok, "QUIT after DELE of the scratch message", "+OK", response.raw)
+        client.close()
+
+
+# ------------------------------------------------------------------ USER / PASS
+
+
+@case(
+    "rfc1939/7/pass-needs-user",
+    MUST,
+    "1939",
+    "7",
+    "PASS string [...] Restrictions: may only be given in the AUTHORIZATION state immediately after "
+    "a successful USER command",
+    ref="rfc1939/7/4",
+)
+def test_pass_without_user_is_refused(pop, target):
+    """``PASS`` with the right password but no USER gets ``-ERR`` and does not log in."""
+    client = pop(login=False)
+    response = client.pass_(target.user.password, check=False)
+    expect(not response.ok, "PASS before any USER", "-ERR", response.raw)
+    try:
+        stat = client.command("STAT", check=False)
+    except (ConnectionClosed, OSError):
+        return  # RFC 1939 §4: the server may close after a failed authentication command
+    expect(not stat.ok, "still in AUTHORIZATION after a refused PASS", "-ERR to STAT", stat.raw)
+
+
+@case(
+    "rfc1939/7/pass-only-right-after-user",
+    INFO,
+    "1939",
+    "7",
+    "PASS string [...] Restrictions: may only be given in the AUTHORIZATION state immediately after "
+    "a successful USER command",
+    ref="rfc1939/7/4",
+)
+def test_pass_after_intervening_command_or_failed_pass(pop, target):
+    """PASS after a failed PASS (no new USER) or after ``USER, NOOP`` is refused."""
+    client = pop(login=False)
+    failed = login_error(client, target.user.user, target.user.password + "-wrong")
+    expect(not failed.ok, "wrong password is refused", "-ERR", failed.raw)
+    try:
+        second = client.pass_(target.user.password, check=False)
+    except (ConnectionClosed, OSError):
+        second = None  # RFC 1939 §4: the server may close after a failed authentication command
+    if second is not None:
+        expect(not second.ok, "PASS again after a failed PASS without a new USER", "-ERR", second.raw)
+    other = pop(login=False)
+    other.user(target.user.user)
+    other.command("NOOP", check=False)
+    response = other.pass_(target.user.password, check=False)
+    expect(not response.ok, "PASS after USER and another command", "-ERR", response.raw)
+
+
+@case(
+    "rfc1939/7/failed-pass-stays-authorization",
+    MUST,
+    "1939",
+    "4, 7",
+    "USER name [...] Restrictions: may only be given in the AUTHORIZATION state after the POP3 "
+    "greeting or after an unsuccessful USER or PASS command [...] After returning a negative status "
+    "indicator, the server may close the connection. If the server does not close the connection, "
+    "the client may either issue a new authentication command and start again, or the client may "
+    "issue the QUIT command.",
+    ref="rfc1939/7/5",
+)
+def test_failed_pass_keeps_authorization_state(pop, target):
+    """A wrong password gets ``-ERR``; the session is not logged in, and a correct USER/PASS then works."""
+    client = pop(login=False)
+    failed = login_error(client, target.user.user, target.user.password + "-wrong")
+    expect(not failed.ok, "wrong password is refused", "-ERR", failed.raw)
+    try:
+        stat = client.command("STAT", check=False)
+    except (ConnectionClosed, OSError):
+        return  # RFC 1939 §4: the server may close after a failed login
+    expect(not stat.ok, "not in TRANSACTION after a failed PASS", "-ERR to STAT", stat.raw)
+    client.user(target.user.user)
+    response = client.pass_(target.user.password, check=False)
+    expect(response.ok, "correct USER/PASS after a failed one", "+OK", response.raw)
+    stat = client.command("STAT", check=False)
+    expect(stat.ok, "in TRANSACTION now", "+OK to STAT", stat.raw)
+
+
+@case(
+    "rfc1939/7/auth-failure-same-reply",
+    INFO,
+    "1939",
+    "7, 13",
+    "Servers that answer -ERR to the USER command are giving potential attackers clues about which "
+    "names are valid.",
+    ref="rfc1939/7/5",
+)
+def test_unknown_user_and_wrong_password_look_alike(pop, target):
+    """USER and PASS replies for an unknown user and for a wrong password have the same shape."""
+    replies = []
+    for user in (target.user.user, "pop3suite-nosuch-" + secrets.token_hex(4)):
+        client = pop(login=False)
+        user_reply = client.command(f"USER {user}", check=False)
+        pass_reply = client.pass_(target.user.password + "-wrong", check=False) if user_reply.ok else None
+        replies.append(
+            (
+                user_reply.ok,
+                pass_reply and pass_reply.ok,
+                pass_reply and pass_reply.code_str,
+                pass_reply and pass_reply.text,
+            )
+        )
+        client.close()
+    known, unknown = replies
+    expect(known == unknown, "same replies for a wrong password and an unknown user", known, unknown)
+
+
+# ------------------------------------------------------------------ APOP
+
+
+def _greeting_timestamp(pop, target):
+    """A connected client and its greeting's timestamp, or UNIMPLEMENTED."""
+    client = pop("plain" if target.pop3 else "implicit", login=False)
+    timestamp = apop_timestamp(client.greeting)
+    if timestamp is None:
+        unimplemented("the greeting carries no APOP timestamp")
+    return client, timestamp
+
+
+@case(
+    "rfc1939/7/apop-timestamp",
+    MUST,
+    "1939",
+    "7",
+    "A POP3 server which implements the APOP command will include a timestamp in its banner greeting. "
+    "The syntax of the timestamp corresponds to the `msg-id' in [RFC822], and MUST be different each "
+    "time the POP3 server issues a banner greeting.",
+    ref="rfc1939/7/6",
+)
+def test_apop_timestamp_well_formed_and_unique(pop, target):
+    """50 greetings in a row: each carries one ``<...@...>`` timestamp, and no two are the same."""
+    client, _ = _greeting_timestamp(pop, target)
+    client.quit()
+    seen: dict[str, int] = {}
+    for attempt in range(50):
+        client = pop("plain" if target.pop3 else "implicit", login=False)
+        text = client.greeting.text
+        stamps = re.findall(r"<[^<>]*>", text)
+        expect(len(stamps) == 1, f"greeting {attempt + 1} has one timestamp", "<...@...>", text)
+        expect(
+            _MSG_ID.fullmatch(stamps[0]) is not None,
+            "timestamp in msg-id syntax",
+            "<local@domain>",
+            stamps[0],
+        )
+        expect(
+            stamps[0] not in seen, "timestamp differs on every greeting", "a new one", f"{stamps[0]} again"
+        )
+        seen[stamps[0]] = attempt
+        client.quit()
+
+
+def _quit_and_wait(client, timeout=10.0):
+    """QUIT and wait until the server closes (so its maildrop lock is gone)."""
+    client.command("QUIT", check=False)
+    assert client.sock is not None
+    client.sock.settimeout(timeout)
+    try:
+        while client.sock.recv(4096):
+            pass
+    except (TimeoutError, ConnectionError, ssl.SSLError):
+        pass
+    client.close()
+
+
+def _apop_account(target):
+    if target.apop_user is None:
+        unimplemented("no APOP account given (--apop-user USER:PASS)")
+    return target.apop_user
+
+
+@case(
+    "rfc1939/7/apop-digest",
+    MUST,
+    "1939",
+    "7",
+    "When the POP3 server receives the APOP command, it verifies the digest provided. If the digest "
+    "is correct, the POP3 server issues a positive response, and the POP3 session enters the "
+    "TRANSACTION state. Otherwise, a negative response is issued and the POP3 session remains in the "
+    "AUTHORIZATION state.",
+    ref="rfc1939/7/7",
+)
+def test_apop_right_digest_logs_in_wrong_digest_does_not(pop, target):
+    """APOP with MD5(timestamp + secret) in lower-case hex logs in; a wrong digest gets ``-ERR``."""
+    account = _apop_account(target)
+    client, timestamp = _greeting_timestamp(pop, target)
+    wrong = _digest(timestamp, account.password + "-wrong")
+    response = client.command(f"APOP {account.user} {wrong}", check=False)
+    expect(not response.ok, "APOP with a wrong digest", "-ERR", response.raw)
+    try:
+        stat = client.command("STAT", check=False)
+    except (ConnectionClosed, OSError):
+        pass  # RFC 1939 §4: the server may close after a failed login
+    else:
+        expect(not stat.ok, "still in AUTHORIZATION after a wrong digest", "-ERR to STAT", stat.raw)
+    client.close()
+    client, timestamp = _greeting_timestamp(pop, target)
+    response = client.command(f"APOP {account.user} {_digest(timestamp, account.password)}", check=False)
+    expect(response.ok, "APOP with the right digest", "+OK", response.raw)
+    stat = client.command("STAT", check=False)
+    expect(stat.ok, "in TRANSACTION after APOP", "+OK to STAT", stat.raw)
+    client.quit()
+
+
+@case(
+    "rfc1939/7/apop-replay",
+    MUST,
+    "1939",
+    "7",
+    "The syntax of the timestamp corresponds to the `msg-id' in [RFC822], and MUST be different each "
+    "time the POP3 server issues a banner greeting. [...] The `digest' parameter is calculated by "
+    "applying the MD5 algorithm [RFC1321] to a string consisting of the timestamp (including "
+    "angle-brackets) followed by a shared secret.",
+    ref="rfc1939/7/7",
+)
+def test_apop_digest_from_previous_greeting_is_refused(pop, target):
+    """A digest that logged in once is refused on the next connection (replay)."""
+    account = _apop_account(target)
+    client, timestamp = _greeting_timestamp(pop, target)
+    digest = _digest(timestamp, account.password)
+    response = client.command(f"APOP {account.user} {digest}", check=False)
+    expect(response.ok, "APOP with the right digest", "+OK", response.raw)
+    _quit_and_wait(client)
+    replay, _ = _greeting_timestamp(pop, target)
+    response = replay.command(f"APOP {account.user} {digest}", check=False)
+    expect(
+        not response.ok and response.code_str != "IN-USE",
+        "APOP with the digest of a previous greeting ([IN-USE] would mean it authenticated)",
+        "-ERR",
+        response.raw,
+    )
+
+
+@case(
+    "rfc1939/7/apop-upper-case-hex",
+    INFO,
+    "1939",
+    "7",
+    "The `digest' parameter itself is a 16-octet value which is sent in hexadecimal format, using "
+    "lower-case ASCII characters.",
+    ref="rfc1939/7/7",
+)
+def test_apop_upper_case_digest(pop, target):
+    """Whether an upper-case hex digest is accepted (RFC 1939 specifies lower case; accepting is lenient)."""
+    account = _apop_account(target)
+    client, timestamp = _greeting_timestamp(pop, target)
+    digest = _digest(timestamp, account.password).upper()
+    response = client.command(f"APOP {account.user} {digest}", check=False)
+    expect(not response.ok, "upper-case hex digest (lenient if accepted)", "-ERR", response.raw)
