@@ -75,7 +75,8 @@ class CaseInfo:
 
     @property
     def profile(self) -> str:
-        return "provider" if self.level is Level.PROVIDER else "rfc"
+        """``provider`` for the provider's rules (any level), else ``rfc``."""
+        return "provider" if self.level is Level.PROVIDER or self.rfc == "provider" else "rfc"
 
 
 def case(
@@ -115,6 +116,15 @@ class Unimplemented(pytest.skip.Exception):  # type: ignore[misc, name-defined]
 def unimplemented(reason: str) -> NoReturn:
     """Stop the case as UNIMPLEMENTED (e.g. the capability is not advertised)."""
     raise Unimplemented(f"UNIMPLEMENTED: {reason}")
+
+
+OBSERVATIONS = pytest.StashKey[list[str]]()
+
+
+def observe(request: pytest.FixtureRequest, text: str) -> None:
+    """Record what the server did, for the report's "actual" column, even
+    when the case passes (INFO and MAY cases exist to record behaviour)."""
+    request.node.stash.setdefault(OBSERVATIONS, []).append(text)
 
 
 def expect(condition: bool, message: str, expected: object, actual: object) -> None:

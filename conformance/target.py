@@ -89,7 +89,14 @@ class Target:
             modes.append("implicit")
         return modes
 
-    def client(self, mode: str = "plain", *, timeout: float = 15.0, source: str | None = None) -> Pop3Client:
+    def client(
+        self,
+        mode: str = "plain",
+        *,
+        timeout: float = 15.0,
+        source: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> Pop3Client:
         """An unconnected client for ``mode`` (plain, stls or implicit)."""
         if mode == "implicit":
             if self.pop3s is None:
@@ -103,7 +110,7 @@ class Target:
             endpoint.host,
             endpoint.port,
             tls=tls,  # type: ignore[arg-type]
-            ssl_context=self.ssl_context() if tls != "none" else None,
+            ssl_context=ssl_context or self.ssl_context(),  # also used by a later STLS
             server_hostname=self.server_hostname or _default_sni(endpoint.host),
             timeout=timeout,
             source_address=(source, 0) if source else None,
