@@ -150,7 +150,7 @@ def cmd_deliver(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(keep=args.keep, sessions=args.sessions)
+    return run_demo(keep=args.keep, sessions=args.sessions, results=args.results)
 
 
 # ---------------------------------------------------------------- parser
@@ -206,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the main job on the embedded reference server")
     p.add_argument("--keep", action="store_true", help="keep the temporary lab and print its path")
     p.add_argument("--sessions", type=int, default=20, help="POP3 sessions per mode (default 20)")
+    p.add_argument("--results", default="results/demo", help="where reports go (default results/demo)")
     p.set_defaults(func=cmd_demo)
     return parser
 

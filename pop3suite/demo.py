@@ -124,10 +124,37 @@ def _modes(lab: object, server: ServerProcess) -> dict[str, Callable[[], Pop3Cli
     }
 
 
-def run_demo(keep: bool = False, sessions: int = 20) -> int:
+def run_conformance(results: Path) -> tuple[int, dict[str, int]]:
+    """Stage 2: ``pop3suite check --fast`` on the embedded server (its own
+    process and lab), reports in ``results``.  Returns (exit code, counts)."""
+    import json
+
+    print("\npop3suite demo: conformance suite (fast profile) on the embedded reference server ...")
+    started = time.perf_counter()
+    completed = subprocess.run(
+        [sys.executable, "-m", "pop3suite", "check", "--fast", "--report", str(results)],
+        capture_output=True,
+        text=True,
+    )
+    counts: dict[str, int] = {}
+    try:
+        counts = json.loads((results / "results.json").read_text())["counts"]
+    except (OSError, ValueError, KeyError):
+        print(completed.stdout[-3000:] + completed.stderr[-3000:])
+    took = time.perf_counter() - started
+    print("  " + "   ".join(f"{k}: {v}" for k, v in counts.items()) + f"   ({took:.0f} s)")
+    for line in completed.stdout.splitlines():
+        if line.startswith(("FAILED ", "NON-STRICT ")) or line.strip().startswith(("Expected:", "Actual:")):
+            print("  " + line)
+    print(f"  report: {results / 'report.html'}")
+    return completed.returncode, counts
+
+
+def run_demo(keep: bool = False, sessions: int = 20, results: str | Path = "results/demo") -> int:
     """Run the demo; return the exit status (0 when every check passed)."""
     from reference_server.storage import MaildirStore
 
+    results = Path(results)
     print("pop3suite demo: starting a temporary lab with the reference server ...")
     failures: list[str] = []
     with lab_server(keep) as (lab, server):
@@ -201,12 +228,15 @@ def run_demo(keep: bool = False, sessions: int = 20) -> int:
                 failures.append(f"{left} messages left after DELE+QUIT")
         except Exception as error:
             failures.append(f"delete session: {type(error).__name__}: {error}")
+    code, counts = run_conformance(results / "conformance")
+    if code != 0:
+        failures.append(f"conformance: {counts.get('FAILED', '?')} FAILED cases (exit {code})")
     if failures:
         print(f"\npop3suite demo: {len(failures)} FAILED checks:")
         for failure in failures[:20]:
             print(f"  - {failure}")
         return 1
-    print("\npop3suite demo: all checks passed (byte-exact retrieval in every mode).")
+    print(f"\npop3suite demo: all checks passed (byte-exact retrieval in every mode; reports in {results}).")
     return 0
 
 

@@ -162,7 +162,9 @@ class Pop3Session:
             # RFC 2449 §8.1.1: only after valid credentials, never on USER.
             return self.core.reject_login(LoginDelay())
         try:
-            self.maildrop = self.ctx.store.open_maildrop(account)
+            # Scanning a 10,000-message Maildir takes ~150 ms: do it off the
+            # event loop so other sessions are not frozen meanwhile.
+            self.maildrop = await loop.run_in_executor(None, self.ctx.store.open_maildrop, account)
         except MaildropLocked:
             return self.core.reject_login(MailboxInUse())
         except StorageError as error:

@@ -179,6 +179,7 @@ class ServerSession:
         self._pending_user: str | None = None  # USER given, PASS awaited
         self._listing: tuple[MessageInfo, ...] = ()
         self._deleted: set[int] = set()
+        self._live_size = 0  # octets of messages not marked deleted (STAT)
         self._lines = LineBuffer(MAX_COMMAND_LINE)
         self._awaiting: str | None = None  # the shell owes us this answer
         self._sasl_mechanism: str | None = None  # inside an AUTH exchange
@@ -235,6 +236,7 @@ class ServerSession:
         self.username = username
         self._listing = tuple(listing)
         self._deleted.clear()
+        self._live_size = sum(m.size for m in self._listing)
         return responses.ok("Logged in.")
 
     def reject_login(self, error: Pop3Error) -> bytes:
@@ -440,8 +442,7 @@ class ServerSession:
 
     def _cmd_stat(self, command: Command) -> Action:
         expect_args(command, 0)
-        live = self._live()
-        return Send(responses.ok(f"{len(live)} {sum(m.size for _, m in live)}"))
+        return Send(responses.ok(f"{len(self._listing) - len(self._deleted)} {self._live_size}"))
 
     def _cmd_list(self, command: Command) -> Action:
         args = expect_args(command, 0, 1)
@@ -475,11 +476,13 @@ class ServerSession:
         (arg,) = expect_args(command, 1)
         number = self._message(arg)
         self._deleted.add(number)
+        self._live_size -= self._listing[number - 1].size
         return Send(responses.ok(f"Message {number} deleted."))
 
     def _cmd_rset(self, command: Command) -> Action:
         expect_args(command, 0)
         self._deleted.clear()
+        self._live_size = sum(m.size for m in self._listing)
         return Send(responses.ok(f"{len(self._listing)} messages."))
 
 
