@@ -5,5 +5,6 @@ Run it with ``pop3suite check [URL ...]`` or ``pytest conformance --target URL``
 Theory of operation: :mod:`conformance.case` defines levels, outcomes and the
 ``@case`` decorator; :mod:`conformance.target` turns options into a target;
 ``conformance/conftest.py`` is the pytest plugin that grades each test and
-writes the reports (:mod:`conformance.report`).
+writes the reports (:mod:`conformance.report`); :mod:`conformance.helpers`
+holds the one copy of each helper the cases share.
 """

@@ -93,7 +93,7 @@ class Target:
         self,
         mode: str = "plain",
         *,
-        timeout: float = 15.0,
+        timeout: float = 40.0,
         source: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> Pop3Client:

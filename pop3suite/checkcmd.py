@@ -28,6 +28,7 @@ CHECK_VALUE_OPTIONS = (
     "target_file",
     "expectations",
     "source_address",
+    "name",
 )
 CHECK_FLAGS = ("insecure", "allow_destructive", "fast")
 
@@ -59,6 +60,7 @@ def add_check_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target-file", metavar="FILE", help="TOML file describing the target")
     p.add_argument("--expectations", metavar="FILE", help="known deviations (TOML: case id = reason)")
     p.add_argument("--source-address", metavar="ADDR", help="second local address for policy probes")
+    p.add_argument("--name", help="the target's name in reports (default HOST:PORT)")
     p.add_argument("-k", dest="keyword", metavar="EXPR", help="only cases matching EXPR (pytest -k)")
     p.add_argument("-v", "--verbose", action="store_true", help="one line per case")
     p.set_defaults(func=cmd_check)

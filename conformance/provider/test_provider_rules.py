@@ -13,33 +13,17 @@ logs in from the default address, which opens its window.
 
 from __future__ import annotations
 
-import hashlib
 import smtplib
-import ssl
 import time
 
 import pytest
 
-from conformance.case import INFO, PROVIDER, case, expect, expect_equal, unimplemented
-from pop3suite.client import ConnectionClosed, apop_timestamp
+from conformance.case import INFO, PROVIDER, case, expect, expect_equal, observe, unimplemented
+from conformance.helpers import apop_login, bytes_until_close, reply_unless_closed
 
 PROVIDER_IDLE_TIMEOUT = 120.0
 FOREIGN_RECIPIENT = "someone@relay-test.invalid"
 RELAY_DENIED = b"Relaying denied."
-
-
-def _closed(client, timeout: float) -> bool:
-    """True if the server has closed the connection (EOF within ``timeout``)."""
-    assert client.sock is not None
-    client.sock.settimeout(timeout)
-    try:
-        while client.sock.recv(4096):
-            pass
-    except TimeoutError:
-        return False
-    except (ConnectionError, ssl.SSLError):
-        return True
-    return True
 
 
 @pytest.mark.timeout(900)
@@ -58,15 +42,17 @@ def test_idle_session_closed_after_two_minutes(pop, target):
     late = pop(user=target.second_user) if target.second_user else None
     started = time.monotonic()
     time.sleep(PROVIDER_IDLE_TIMEOUT - 5)
-    try:
-        response = early.command("NOOP", check=False)
-    except (ConnectionClosed, OSError):
-        response = None
+    response = reply_unless_closed(early, "NOOP")
     expect(response is not None and response.ok, "NOOP after 115 s idle", "+OK", response and response.raw)
     if late is None:  # one account: the NOOP restarted the timer; wait a full period again
         late, started = early, time.monotonic()
     time.sleep(max(0.0, PROVIDER_IDLE_TIMEOUT + 5 - (time.monotonic() - started)))
-    expect(_closed(late, 5.0), "session closed after 125 s idle", "connection closed", "still open")
+    expect(
+        bytes_until_close(late, 5.0) is not None,
+        "session closed after 125 s idle",
+        "connection closed",
+        "still open",
+    )
 
 
 @case(
@@ -77,12 +63,13 @@ def test_idle_session_closed_after_two_minutes(pop, target):
     "If communication with the server stops for 2 minutes during a session, the server times out "
     "and closes the connection.",
 )
-def test_declared_idle_timeout_is_two_minutes(target):
+def test_declared_idle_timeout_is_two_minutes(target, request):
     """The idle timeout given with ``--idle-timeout`` is the provider's 120 s."""
     if target.profile != "provider":
         unimplemented("a provider rule: run with --profile provider")
     if target.idle_timeout is None:
         unimplemented("the server's idle timeout is not known (give --idle-timeout SECONDS)")
+    observe(request, f"declared idle timeout: {target.idle_timeout:g} s")
     expect_equal(target.idle_timeout, PROVIDER_IDLE_TIMEOUT, "declared idle timeout (s)")
 
 
@@ -96,13 +83,10 @@ def test_declared_idle_timeout_is_two_minutes(target):
 )
 def test_apop_off_for_ordinary_account(pop, target):
     """APOP for the ordinary test account fails even with the right digest."""
-    client = pop("plain" if target.pop3 else "implicit", login=False)
-    timestamp = apop_timestamp(client.greeting)
-    if timestamp is None:
-        unimplemented("the greeting carries no APOP timestamp (APOP is off for every account)")
     account = target.user
-    digest = hashlib.md5((timestamp + account.password).encode("utf-8")).hexdigest()
-    response = client.command(f"APOP {account.user} {digest}", check=False)
+    _, _, response = apop_login(
+        pop, target, account, missing="the greeting carries no APOP timestamp (APOP is off for every account)"
+    )
     expect(
         not response.ok and response.code_str != "IN-USE",
         f"APOP for {account.user}, whose APOP was never switched on ([IN-USE] means it authenticated)",

@@ -3,8 +3,14 @@ line lengths, keywords, unknown and misplaced commands."""
 
 from __future__ import annotations
 
+import ssl
+
 from conformance.case import MUST, case, expect
+from pop3suite.client import ConnectionClosed
 from pop3suite.proto.limits import MAX_RESPONSE_LINE
+
+#: How a server that closes the connection shows up on our side.
+_CLOSED = (ConnectionClosed, ConnectionError, ssl.SSLError)
 
 
 @case(
@@ -136,13 +142,27 @@ def test_unknown_and_invalid_commands_get_err(pop):
     "with a negative status indicator.",
     ref="rfc1939/3/8",
 )
-def test_commands_in_wrong_state_get_err(pop, target):
+def test_commands_in_wrong_state_get_err(pop):
     """Transaction commands before login, and login commands after it, get ``-ERR``."""
+    # Some servers close the connection after a few bad commands before login
+    # (Dovecot answers three, then "-ERR Too many invalid bad commands." to
+    # anything and closes).  After at least one -ERR on a connection that is a
+    # policy, not a failure: send the same command again on a fresh connection.
     client = pop(login=False)
+    refused = 0  # -ERR replies on this connection
     for command in ("STAT", "LIST", "RETR 1", "DELE 1", "UIDL", "TOP 1 0", "RSET"):
-        response = client.command(command, check=False)
+        try:
+            response = client.command(command, check=False)
+        except _CLOSED:
+            if not refused:
+                raise
+            client.close()
+            client, refused = pop(login=False), 0
+            response = client.command(command, check=False)
         expect(not response.ok, f"{command} before login", "-ERR", response.raw)
-    client.login(target.user.user, target.user.password)
+        refused += 1
+    client.close()
+    client = pop()  # log in on a fresh connection: the one above may be spent
     for command in ("USER someone", "PASS something", "APOP someone " + "0" * 32):
         response = client.command(command, check=False)
         expect(not response.ok, f"{command.split()[0]} after login", "-ERR", response.raw)

@@ -8,15 +8,12 @@ for T are skipped as UNIMPLEMENTED under ``--fast``.
 
 from __future__ import annotations
 
-import hashlib
-import ssl
 import time
-from collections import Counter
 
 import pytest
 
 from conformance.case import MUST, SHOULD, case, expect, unimplemented
-from pop3suite.client import ConnectionClosed, ErrResponse
+from conformance.helpers import bytes_until_close, inventory, login_when_unlocked, reply_unless_closed
 
 RFC_MINIMUM = 600.0  # "at least 10 minutes' duration"
 FAST_LIMIT = 30.0  # longest T the --fast run waits for
@@ -44,56 +41,11 @@ def _margin(timeout: float) -> float:
     return max(2.0, 0.1 * timeout)
 
 
-def _login_when_unlocked(pop, target, wait=10.0):
-    """Log in as ``target.user``, retrying while the server still holds the
-    lock of a session that has just ended."""
-    mode = "plain" if target.pop3 else "implicit"
-    deadline = time.monotonic() + wait
-    while True:
-        client = pop(mode, login=False)
-        client.user(target.user.user)
-        response = client.pass_(target.user.password, check=False)
-        if response.ok:
-            return client
-        client.close()
-        if time.monotonic() > deadline:
-            raise ErrResponse(response, "PASS")
-        time.sleep(0.25)
-
-
 def _noop_after(client, seconds: float):
     """Stay idle for ``seconds``, then NOOP: the response, or None if the
     server had closed the connection."""
     time.sleep(seconds)
-    try:
-        return client.command("NOOP", check=False)
-    except (ConnectionClosed, OSError):
-        return None
-
-
-def _bytes_until_close(client, timeout: float):
-    """Everything the server sends until it closes, or None if it is still
-    open after ``timeout`` seconds."""
-    assert client.sock is not None
-    client.sock.settimeout(timeout)
-    received = b""
-    try:
-        while True:
-            chunk = client.sock.recv(4096)
-            if not chunk:
-                return received
-            received += chunk
-    except TimeoutError:
-        return None
-    except (ConnectionError, ssl.SSLError):
-        return received
-
-
-def _inventory(client, mailbox):
-    """The maildrop as a multiset of UIDs (or of header blocks without UIDL)."""
-    if mailbox.use_uidl:
-        return Counter(client.uidl().values())
-    return Counter(hashlib.sha256(head).hexdigest() for head in mailbox.scan(client).values())
+    return reply_unless_closed(client, "NOOP")
 
 
 @pytest.mark.timeout(900)
@@ -142,16 +94,16 @@ def test_timeout_does_not_enter_update(pop, target, mailbox):
     """DELE 1, stay idle until the server closes: the message is still there afterwards."""
     timeout = _idle_timeout(target)
     client = pop()
-    before = _inventory(client, mailbox)
+    before = inventory(client, mailbox)
     count, _ = client.stat()
     if count == 0:
         unimplemented("maildrop is empty")
     client.dele(1)
-    if _bytes_until_close(client, timeout + _margin(timeout)) is None:
+    if bytes_until_close(client, timeout + _margin(timeout)) is None:
         unimplemented(f"the server did not close the idle session within {timeout + _margin(timeout):g} s")
     client.close()
-    after_client = _login_when_unlocked(pop, target)
-    after = _inventory(after_client, mailbox)
+    after_client = login_when_unlocked(pop, target)
+    after = inventory(after_client, mailbox)
     missing = before - after
     expect(not missing, "nothing removed when the idle timer expired", "every message", dict(missing))
     expect(after_client.stat()[0] >= count, "message count not lower", f">= {count}", after_client.stat()[0])
@@ -163,7 +115,7 @@ def test_timeout_closes_without_a_response(pop, target):
     """When the idle timer expires the server closes the connection without sending anything."""
     timeout = _idle_timeout(target)
     client = pop()
-    sent = _bytes_until_close(client, timeout + _margin(timeout))
+    sent = bytes_until_close(client, timeout + _margin(timeout))
     if sent is None:
         unimplemented(f"the server did not close the idle session within {timeout + _margin(timeout):g} s")
     expect(sent == b"", "nothing sent before the close", "EOF only", sent)

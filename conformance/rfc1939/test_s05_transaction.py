@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
-from conformance.case import MUST, case, expect, expect_equal
+from conformance.case import MUST, case, expect, expect_equal, unimplemented
 from conformance.fixtures import matches
-
-_STAT = re.compile(rb"\+OK (\d+) (\d+)(?: .*)?\r\n")
+from conformance.helpers import STAT_REPLY
 
 
 @case(
@@ -25,7 +22,7 @@ def test_stat_format(pop, mode):
     """STAT answers ``+OK n size`` with single spaces and decimal numbers."""
     client = pop(mode)
     raw = client.command("STAT").raw
-    expect(_STAT.fullmatch(raw) is not None, "drop listing syntax", "+OK <count> <octets>", raw)
+    expect(STAT_REPLY.fullmatch(raw) is not None, "drop listing syntax", "+OK <count> <octets>", raw)
 
 
 @case(
@@ -115,8 +112,6 @@ def test_dele_marks_and_later_references_fail(pop, target):
     client = pop()
     count, _ = client.stat()
     if count == 0:
-        from conformance.case import unimplemented
-
         unimplemented("maildrop is empty")
     uids_before = client.uidl() if count else {}
     client.dele(1)

@@ -9,80 +9,18 @@ messages and are marked destructive.
 
 from __future__ import annotations
 
-import hashlib
 import random
 import secrets
 import socket
 import ssl
 import struct
-import time
 from collections import Counter
 
 import pytest
 
 from conformance.case import MUST, case, expect, expect_equal, unimplemented
+from conformance.helpers import bytes_until_close, find_scratch, identities, inventory, login_when_unlocked
 from conformance.mailbox import SCRATCH_HEADER
-from pop3suite.client import ErrResponse
-
-
-def _login_when_unlocked(pop, target, wait=10.0):
-    """Log in as ``target.user``, retrying while the server still holds the
-    lock of a session that has just ended."""
-    mode = "plain" if target.pop3 else "implicit"
-    deadline = time.monotonic() + wait
-    while True:
-        client = pop(mode, login=False)
-        client.user(target.user.user)
-        response = client.pass_(target.user.password, check=False)
-        if response.ok:
-            return client
-        client.close()
-        if time.monotonic() > deadline:
-            raise ErrResponse(response, "PASS")
-        time.sleep(0.25)
-
-
-def _identities(client, mailbox):
-    """message-number -> something that names the message across sessions."""
-    if mailbox.use_uidl:
-        return client.uidl()
-    return {n: hashlib.sha256(head).hexdigest() for n, head in mailbox.scan(client).items()}
-
-
-def _inventory(client, mailbox):
-    return Counter(_identities(client, mailbox).values())
-
-
-def _find_scratch(pop, target, mailbox, nonces, wait=30.0):
-    """A logged-in client and nonce -> message-number once every scratch
-    message has arrived (SMTP delivery may lag)."""
-    deadline = time.monotonic() + wait
-    while True:
-        client = _login_when_unlocked(pop, target)
-        found = mailbox.locate_scratch(client, nonces)
-        if len(found) == len(nonces):
-            return client, found
-        client.quit()
-        if time.monotonic() > deadline:
-            unimplemented(f"{len(nonces) - len(found)} scratch messages did not arrive within {wait:g} s")
-        time.sleep(0.5)
-
-
-def _wait_for_close(client, timeout=10.0):
-    """Read until the server closes; the bytes it sent, or None if still open."""
-    assert client.sock is not None
-    client.sock.settimeout(timeout)
-    received = b""
-    try:
-        while True:
-            chunk = client.sock.recv(65536)
-            if not chunk:
-                return received
-            received += chunk
-    except TimeoutError:
-        return None
-    except (ConnectionError, ssl.SSLError):
-        return received
 
 
 def _scratch_present(client, mailbox, nonces):
@@ -93,7 +31,7 @@ def _scratch_present(client, mailbox, nonces):
 
 def _remove_scratch(pop, target, mailbox, nonces):
     """Best-effort cleanup: DELE the given scratch messages and QUIT."""
-    client = _login_when_unlocked(pop, target)
+    client = login_when_unlocked(pop, target)
     for number in mailbox.locate_scratch(client, nonces).values():
         client.dele(number)
     client.quit()
@@ -114,8 +52,8 @@ def _remove_scratch(pop, target, mailbox, nonces):
 def test_quit_removes_exactly_the_marked_messages(pop, target, mailbox, scratch):
     """DELE two of three scratch messages, QUIT: exactly those two are gone, everything else stays."""
     nonces = scratch(3)
-    client, found = _find_scratch(pop, target, mailbox, nonces)
-    names = _identities(client, mailbox)
+    client, found = find_scratch(pop, target, mailbox, nonces)
+    names = identities(client, mailbox)
     before = Counter(names.values())
     marked = [names[found[nonce]] for nonce in nonces[:2]]
     for nonce in nonces[:2]:
@@ -123,11 +61,11 @@ def test_quit_removes_exactly_the_marked_messages(pop, target, mailbox, scratch)
     response = client.command("QUIT", check=False)
     expect(response.ok, "QUIT after DELE (-ERR only on a resource shortage)", "+OK", response.raw)
     expect(
-        _wait_for_close(client) is not None, "server closes the connection after QUIT", "EOF", "still open"
+        bytes_until_close(client) is not None, "server closes the connection after QUIT", "EOF", "still open"
     )
     client.close()
-    after_client = _login_when_unlocked(pop, target)
-    after = _inventory(after_client, mailbox)
+    after_client = login_when_unlocked(pop, target)
+    after = inventory(after_client, mailbox)
     missing = (before - Counter(marked)) - after
     expect(
         not missing, "no unmarked message is removed", "every unmarked message", f"missing {dict(missing)}"
@@ -152,7 +90,7 @@ def test_quit_releases_lock_and_closes(pop, target):
     client = pop()
     response = client.command("QUIT", check=False)
     expect(response.ok, "QUIT in TRANSACTION", "+OK", response.raw)
-    rest = _wait_for_close(client)
+    rest = bytes_until_close(client)
     expect(rest is not None, "server closes the connection after QUIT", "EOF", "still open after 10 s")
     expect_equal(rest, b"", "nothing after the QUIT reply")
     again = pop(login=False)
@@ -170,12 +108,12 @@ def _abort(client, how):
         client.close()
     elif how == "fin":
         sock.shutdown(socket.SHUT_WR)
-        _wait_for_close(client)
+        bytes_until_close(client)
         client.close()
     elif how == "unterminated-quit":
         client.send_raw(b"QUIT")  # no CRLF: not a command
         sock.shutdown(socket.SHUT_WR)
-        _wait_for_close(client)
+        bytes_until_close(client)
         client.close()
     elif how == "rst-mid-retr":
         sizes = client.list()
@@ -218,15 +156,15 @@ def test_session_ending_without_quit_removes_nothing(pop, target, mailbox, how):
     if how.startswith("tls"):
         mode = "implicit" if target.pop3s else "stls"
     client = pop(mode)
-    before = _inventory(client, mailbox)
+    before = inventory(client, mailbox)
     count, _ = client.stat()
     if count == 0:
         unimplemented("maildrop is empty")
     for number in range(1, min(count, 3) + 1):
         client.dele(number)
     _abort(client, how)
-    after_client = _login_when_unlocked(pop, target)
-    after = _inventory(after_client, mailbox)
+    after_client = login_when_unlocked(pop, target)
+    after = inventory(after_client, mailbox)
     missing = before - after
     expect(not missing, f"nothing removed after the session ended by {how}", "every message", dict(missing))
     expect(after_client.stat()[0] >= count, "message count not lower", f">= {count}", after_client.stat()[0])
@@ -248,8 +186,8 @@ def test_random_dele_rset_then_quit_removes_only_marked(pop, target, mailbox, sc
     seed = secrets.randbits(32)
     rng = random.Random(seed)
     nonces = scratch(5)
-    client, found = _find_scratch(pop, target, mailbox, nonces)
-    names = _identities(client, mailbox)
+    client, found = find_scratch(pop, target, mailbox, nonces)
+    names = identities(client, mailbox)
     before = Counter(names.values())
     count, _ = client.stat()
     marked: set[str] = set()
@@ -284,8 +222,8 @@ def test_random_dele_rset_then_quit_removes_only_marked(pop, target, mailbox, sc
     response = client.command("QUIT", check=False)
     expect(response.ok, "QUIT", "+OK", response.raw)
     client.close()
-    after_client = _login_when_unlocked(pop, target)
-    after = _inventory(after_client, mailbox)
+    after_client = login_when_unlocked(pop, target)
+    after = inventory(after_client, mailbox)
     gone = Counter(names[found[nonce]] for nonce in marked)
     missing = (before - gone) - after
     expect(

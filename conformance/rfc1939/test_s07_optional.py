@@ -2,59 +2,30 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
-import secrets
-import ssl
-import time
 
 import pytest
 
-from conformance.case import INFO, MUST, SHOULD, case, expect, expect_equal, unimplemented
+from conformance.case import INFO, MUST, SHOULD, case, expect, expect_equal, observe, unimplemented
 from conformance.conftest import login_error
 from conformance.fixtures import matches
-from pop3suite.client import ConnectionClosed, ErrResponse, apop_timestamp
+from conformance.helpers import (
+    apop_account,
+    apop_digest,
+    apop_login,
+    capa_mode,
+    find_scratch,
+    greeting_timestamp,
+    login_when_unlocked,
+    quit_and_wait,
+    reply_unless_closed,
+    unknown_user,
+)
 from pop3suite.proto.errors import MalformedResponse
 
 _UID_LINE = re.compile(rb"([1-9][0-9]*) ([\x21-\x7e]{1,70})")
 _UID_SINGLE = re.compile(rb"\+OK ([1-9][0-9]*) ([\x21-\x7e]{1,70})\r\n")
 _MSG_ID = re.compile(r"<[^<>@\s]+@[^<>@\s]+>")
-
-
-def _login_when_unlocked(pop, target, wait=10.0):
-    """Log in as ``target.user``, retrying while the server still holds the
-    lock of a session that has just ended."""
-    mode = "plain" if target.pop3 else "implicit"
-    deadline = time.monotonic() + wait
-    while True:
-        client = pop(mode, login=False)
-        client.user(target.user.user)
-        response = client.pass_(target.user.password, check=False)
-        if response.ok:
-            return client
-        client.close()
-        if time.monotonic() > deadline:
-            raise ErrResponse(response, "PASS")
-        time.sleep(0.25)
-
-
-def _find_scratch(pop, target, mailbox, nonces, wait=30.0):
-    """A logged-in client and nonce -> message-number once every scratch
-    message has arrived (SMTP delivery may lag)."""
-    deadline = time.monotonic() + wait
-    while True:
-        client = _login_when_unlocked(pop, target)
-        found = mailbox.locate_scratch(client, nonces)
-        if len(found) == len(nonces):
-            return client, found
-        client.quit()
-        if time.monotonic() > deadline:
-            unimplemented(f"{len(nonces) - len(found)} scratch messages did not arrive within {wait:g} s")
-        time.sleep(0.5)
-
-
-def _digest(timestamp: str, secret: str) -> str:
-    return hashlib.md5((timestamp + secret).encode("utf-8")).hexdigest()
 
 
 # ------------------------------------------------------------------ TOP
@@ -272,7 +243,7 @@ def test_uidl_persists_across_sessions(pop, need, target, mailbox):
     original = _uid_heads(first, mailbox)
     first.quit()
     for label in ("after QUIT", "after a session ended without QUIT"):
-        client = _login_when_unlocked(pop, target)
+        client = login_when_unlocked(pop, target)
         now = _uid_heads(client, mailbox)
         for uid, head in original.items():
             expect(uid in now, f"unique-id {uid!r} still there {label}", uid, "missing")
@@ -299,7 +270,7 @@ def test_uidl_not_reused_after_delete(pop, need, target, mailbox, scratch):
     previous = None
     for _ in range(3):
         (nonce,) = scratch(1)
-        client, found = _find_scratch(pop, target, mailbox, [nonce])
+        client, found = find_scratch(pop, target, mailbox, [nonce])
         uids = client.uidl()
         uid = uids[found[nonce]]
         if previous is not None:
@@ -331,9 +302,8 @@ def test_pass_without_user_is_refused(pop, target):
     client = pop(login=False)
     response = client.pass_(target.user.password, check=False)
     expect(not response.ok, "PASS before any USER", "-ERR", response.raw)
-    try:
-        stat = client.command("STAT", check=False)
-    except (ConnectionClosed, OSError):
+    stat = reply_unless_closed(client, "STAT")
+    if stat is None:
         return  # RFC 1939 §4: the server may close after a failed authentication command
     expect(not stat.ok, "still in AUTHORIZATION after a refused PASS", "-ERR to STAT", stat.raw)
 
@@ -347,21 +317,21 @@ def test_pass_without_user_is_refused(pop, target):
     "a successful USER command",
     ref="rfc1939/7/4",
 )
-def test_pass_after_intervening_command_or_failed_pass(pop, target):
+def test_pass_after_intervening_command_or_failed_pass(pop, target, request):
     """PASS after a failed PASS (no new USER) or after ``USER, NOOP`` is refused."""
     client = pop(login=False)
     failed = login_error(client, target.user.user, target.user.password + "-wrong")
     expect(not failed.ok, "wrong password is refused", "-ERR", failed.raw)
-    try:
-        second = client.pass_(target.user.password, check=False)
-    except (ConnectionClosed, OSError):
-        second = None  # RFC 1939 §4: the server may close after a failed authentication command
+    # None: RFC 1939 §4 lets the server close after a failed authentication command.
+    second = reply_unless_closed(client, f"PASS {target.user.password}")
+    observe(request, f"PASS after a failed PASS: {second.raw if second else 'connection closed'!r}")
     if second is not None:
         expect(not second.ok, "PASS again after a failed PASS without a new USER", "-ERR", second.raw)
     other = pop(login=False)
     other.user(target.user.user)
     other.command("NOOP", check=False)
     response = other.pass_(target.user.password, check=False)
+    observe(request, f"PASS after USER, NOOP: {response.raw!r}")
     expect(not response.ok, "PASS after USER and another command", "-ERR", response.raw)
 
 
@@ -382,9 +352,8 @@ def test_failed_pass_keeps_authorization_state(pop, target):
     client = pop(login=False)
     failed = login_error(client, target.user.user, target.user.password + "-wrong")
     expect(not failed.ok, "wrong password is refused", "-ERR", failed.raw)
-    try:
-        stat = client.command("STAT", check=False)
-    except (ConnectionClosed, OSError):
+    stat = reply_unless_closed(client, "STAT")
+    if stat is None:
         return  # RFC 1939 §4: the server may close after a failed login
     expect(not stat.ok, "not in TRANSACTION after a failed PASS", "-ERR to STAT", stat.raw)
     client.user(target.user.user)
@@ -403,10 +372,10 @@ def test_failed_pass_keeps_authorization_state(pop, target):
     "names are valid.",
     ref="rfc1939/7/5",
 )
-def test_unknown_user_and_wrong_password_look_alike(pop, target):
+def test_unknown_user_and_wrong_password_look_alike(pop, target, request):
     """USER and PASS replies for an unknown user and for a wrong password have the same shape."""
     replies = []
-    for user in (target.user.user, "pop3suite-nosuch-" + secrets.token_hex(4)):
+    for user in (target.user.user, unknown_user()):
         client = pop(login=False)
         user_reply = client.command(f"USER {user}", check=False)
         pass_reply = client.pass_(target.user.password + "-wrong", check=False) if user_reply.ok else None
@@ -420,19 +389,11 @@ def test_unknown_user_and_wrong_password_look_alike(pop, target):
         )
         client.close()
     known, unknown = replies
+    observe(request, f"wrong password (USER ok, PASS ok, code, text): {known}; unknown user: {unknown}")
     expect(known == unknown, "same replies for a wrong password and an unknown user", known, unknown)
 
 
 # ------------------------------------------------------------------ APOP
-
-
-def _greeting_timestamp(pop, target):
-    """A connected client and its greeting's timestamp, or UNIMPLEMENTED."""
-    client = pop("plain" if target.pop3 else "implicit", login=False)
-    timestamp = apop_timestamp(client.greeting)
-    if timestamp is None:
-        unimplemented("the greeting carries no APOP timestamp")
-    return client, timestamp
 
 
 @case(
@@ -447,11 +408,11 @@ def _greeting_timestamp(pop, target):
 )
 def test_apop_timestamp_well_formed_and_unique(pop, target):
     """50 greetings in a row: each carries one ``<...@...>`` timestamp, and no two are the same."""
-    client, _ = _greeting_timestamp(pop, target)
+    client, _ = greeting_timestamp(pop, target)
     client.quit()
     seen: dict[str, int] = {}
     for attempt in range(50):
-        client = pop("plain" if target.pop3 else "implicit", login=False)
+        client = pop(capa_mode(target), login=False)
         text = client.greeting.text
         stamps = re.findall(r"<[^<>]*>", text)
         expect(len(stamps) == 1, f"greeting {attempt + 1} has one timestamp", "<...@...>", text)
@@ -468,25 +429,6 @@ def test_apop_timestamp_well_formed_and_unique(pop, target):
         client.quit()
 
 
-def _quit_and_wait(client, timeout=10.0):
-    """QUIT and wait until the server closes (so its maildrop lock is gone)."""
-    client.command("QUIT", check=False)
-    assert client.sock is not None
-    client.sock.settimeout(timeout)
-    try:
-        while client.sock.recv(4096):
-            pass
-    except (TimeoutError, ConnectionError, ssl.SSLError):
-        pass
-    client.close()
-
-
-def _apop_account(target):
-    if target.apop_user is None:
-        unimplemented("no APOP account given (--apop-user USER:PASS)")
-    return target.apop_user
-
-
 @case(
     "rfc1939/7/apop-digest",
     MUST,
@@ -500,20 +442,16 @@ def _apop_account(target):
 )
 def test_apop_right_digest_logs_in_wrong_digest_does_not(pop, target):
     """APOP with MD5(timestamp + secret) in lower-case hex logs in; a wrong digest gets ``-ERR``."""
-    account = _apop_account(target)
-    client, timestamp = _greeting_timestamp(pop, target)
-    wrong = _digest(timestamp, account.password + "-wrong")
+    account = apop_account(target)
+    client, timestamp = greeting_timestamp(pop, target)
+    wrong = apop_digest(timestamp, account.password + "-wrong")
     response = client.command(f"APOP {account.user} {wrong}", check=False)
     expect(not response.ok, "APOP with a wrong digest", "-ERR", response.raw)
-    try:
-        stat = client.command("STAT", check=False)
-    except (ConnectionClosed, OSError):
-        pass  # RFC 1939 §4: the server may close after a failed login
-    else:
+    stat = reply_unless_closed(client, "STAT")  # None: RFC 1939 §4 lets the server close
+    if stat is not None:
         expect(not stat.ok, "still in AUTHORIZATION after a wrong digest", "-ERR to STAT", stat.raw)
     client.close()
-    client, timestamp = _greeting_timestamp(pop, target)
-    response = client.command(f"APOP {account.user} {_digest(timestamp, account.password)}", check=False)
+    client, _, response = apop_login(pop, target, account)
     expect(response.ok, "APOP with the right digest", "+OK", response.raw)
     stat = client.command("STAT", check=False)
     expect(stat.ok, "in TRANSACTION after APOP", "+OK to STAT", stat.raw)
@@ -533,13 +471,11 @@ def test_apop_right_digest_logs_in_wrong_digest_does_not(pop, target):
 )
 def test_apop_digest_from_previous_greeting_is_refused(pop, target):
     """A digest that logged in once is refused on the next connection (replay)."""
-    account = _apop_account(target)
-    client, timestamp = _greeting_timestamp(pop, target)
-    digest = _digest(timestamp, account.password)
-    response = client.command(f"APOP {account.user} {digest}", check=False)
+    account = apop_account(target)
+    client, digest, response = apop_login(pop, target, account)
     expect(response.ok, "APOP with the right digest", "+OK", response.raw)
-    _quit_and_wait(client)
-    replay, _ = _greeting_timestamp(pop, target)
+    quit_and_wait(client)
+    replay, _ = greeting_timestamp(pop, target)
     response = replay.command(f"APOP {account.user} {digest}", check=False)
     expect(
         not response.ok and response.code_str != "IN-USE",
@@ -558,10 +494,11 @@ def test_apop_digest_from_previous_greeting_is_refused(pop, target):
     "lower-case ASCII characters.",
     ref="rfc1939/7/7",
 )
-def test_apop_upper_case_digest(pop, target):
+def test_apop_upper_case_digest(pop, target, request):
     """Whether an upper-case hex digest is accepted (RFC 1939 specifies lower case; accepting is lenient)."""
-    account = _apop_account(target)
-    client, timestamp = _greeting_timestamp(pop, target)
-    digest = _digest(timestamp, account.password).upper()
+    account = apop_account(target)
+    client, timestamp = greeting_timestamp(pop, target)
+    digest = apop_digest(timestamp, account.password).upper()
     response = client.command(f"APOP {account.user} {digest}", check=False)
+    observe(request, f"APOP with an upper-case hex digest: {response.raw!r}")
     expect(not response.ok, "upper-case hex digest (lenient if accepted)", "-ERR", response.raw)

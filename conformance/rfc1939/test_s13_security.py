@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-import ssl
-
 from conformance.case import SHOULD, case, expect, unimplemented
 from conformance.conftest import login_error
-from pop3suite.client import apop_timestamp
+from conformance.helpers import apop_account, apop_login, capa_mode, quit_and_wait
 
 
 @case(
@@ -23,28 +20,12 @@ from pop3suite.client import apop_timestamp
 )
 def test_apop_account_refuses_user_pass(pop, target):
     """An account that logs in with APOP cannot also log in with USER/PASS and the same secret."""
-    account = target.apop_user
-    if account is None:
-        unimplemented("no APOP account given (--apop-user USER:PASS)")
-    mode = "plain" if target.pop3 else "implicit"
-    client = pop(mode, login=False)
-    timestamp = apop_timestamp(client.greeting)
-    if timestamp is None:
-        unimplemented("the greeting carries no APOP timestamp")
-    digest = hashlib.md5((timestamp + account.password).encode("utf-8")).hexdigest()
-    response = client.command(f"APOP {account.user} {digest}", check=False)
+    account = apop_account(target)
+    client, _, response = apop_login(pop, target, account)
     if not response.ok:
         unimplemented(f"APOP does not work for {account.user} ({response.raw!r}); see rfc1939/7/apop-digest")
-    client.command("QUIT", check=False)
-    assert client.sock is not None
-    client.sock.settimeout(10.0)
-    try:  # wait for the close, so the maildrop lock is gone
-        while client.sock.recv(4096):
-            pass
-    except (TimeoutError, ConnectionError, ssl.SSLError):
-        pass
-    client.close()
-    other = pop(mode, login=False)
+    quit_and_wait(client)  # so the maildrop lock is gone
+    other = pop(capa_mode(target), login=False)
     response = login_error(other, account.user, account.password)
     expect(
         not response.ok and response.code_str != "IN-USE",

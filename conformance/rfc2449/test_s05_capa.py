@@ -5,16 +5,21 @@ states, every advertised capability works, only registered tags."""
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Callable
 
 import pytest
 
-from conformance.case import INFO, MUST, SHOULD, case, expect, expect_equal, unimplemented
+from conformance.case import INFO, MUST, SHOULD, case, expect, expect_equal, observe, unimplemented
 from conformance.conftest import login_error
-from conformance.target import Target
-from pop3suite.client import Body, Pop3Client
-from pop3suite.proto import Response
+from conformance.helpers import (
+    STAT_REPLY,
+    bracket_is_code,
+    capa,
+    capability_map,
+    smallest_message,
+    wrong_password,
+)
+from pop3suite.client import Body
 from pop3suite.proto.limits import MAX_RESPONSE_LINE
 
 #: The IANA "POP3 Extension Mechanism" registry (RFC 2449, 2595, 3206, 6856).
@@ -36,27 +41,6 @@ REGISTERED = frozenset(
     }
 )
 
-_STAT = re.compile(rb"\+OK (\d+) (\d+)(?: .*)?\r\n")
-
-
-def capability_map(body: Body) -> dict[str, str]:
-    """tag (upper case) -> arguments, from a CAPA body."""
-    caps = {}
-    for line in body.lines():
-        tag, _, args = line.decode("utf-8", "replace").partition(" ")
-        caps[tag.upper()] = args
-    return caps
-
-
-def _capa(client: Pop3Client) -> dict[str, str] | None:
-    body = client.multiline("CAPA", check=False)
-    return capability_map(body) if body.response.ok else None
-
-
-def _home_mode(target: Target) -> str:
-    """The connection the ``capabilities`` fixture was read on."""
-    return "plain" if target.pop3 else "implicit"
-
 
 def _check_capability_lines(body: Body, state: str) -> None:
     for line in body.lines():
@@ -72,13 +56,6 @@ def _check_capability_lines(body: Body, state: str) -> None:
             "TAG [args]",
             line,
         )
-
-
-def bracket_is_code(response: Response) -> bool:
-    """RFC 2449 §6.4: with RESP-CODES, text that begins with "[" is a response code."""
-    status = b"+OK" if response.ok else b"-ERR"
-    rest = response.raw[len(status) + 1 :]
-    return not rest.startswith(b"[") or response.code is not None
 
 
 @case(
@@ -120,13 +97,13 @@ def test_capa_in_both_states(pop, mode, target):
 def test_authorization_capabilities_announced_after_login(pop, mode, target):
     """Every tag listed before login is listed after it (STLS may go; USER-suffixed values may change)."""
     client = pop(mode, login=False)
-    before = _capa(client)
+    before = capa(client)
     if before is None:
         unimplemented("CAPA is not implemented")
     if "USER" not in before:
         unimplemented(f"USER/PASS is not offered on this connection ({mode})")
     client.login(target.user.user, target.user.password)
-    after = _capa(client)
+    after = capa(client)
     expect(after is not None, "CAPA after login", "+OK", "-ERR")
     assert after is not None
     for tag, args in before.items():
@@ -137,16 +114,9 @@ def test_authorization_capabilities_announced_after_login(pop, mode, target):
             expect_equal(after[tag], args, f"{tag} is not per-user (no USER argument), so it cannot change")
 
 
-def _smallest(client: Pop3Client) -> int:
-    sizes = client.list()
-    if not sizes:
-        unimplemented("the maildrop is empty")
-    return min(sizes, key=lambda number: sizes[number])
-
-
 def _probe_top(pop, target, args):
     client = pop()
-    number = _smallest(client)
+    number = smallest_message(client)
     top = client.multiline(f"TOP {number} 0", check=False)
     expect(top.response.ok, f"TOP {number} 0 is answered", "+OK and the header block", top.response.raw)
     retr = client.multiline(f"RETR {number}")
@@ -168,7 +138,7 @@ def _probe_uidl(pop, target, args):
 
 
 def _probe_user(pop, target, args):
-    client = pop(_home_mode(target), login=False)
+    client = pop(login=False)
     user = client.command(f"USER {target.user.user}", check=False)
     expect(user.ok, "USER is accepted", "+OK", user.raw)
     response = client.pass_(target.user.password, check=False)
@@ -180,7 +150,7 @@ def _probe_sasl(pop, target, args):
     expect(bool(mechanisms), "SASL lists its mechanisms", "SASL MECH ...", f"SASL {args}")
     if "PLAIN" not in mechanisms:
         unimplemented(f"the suite runs SASL PLAIN only; advertised: {args} (see rfc5034/6)")
-    client = pop(_home_mode(target), login=False)
+    client = pop(login=False)
     response = client.auth_plain(target.user.user, target.user.password, check=False)
     expect(response.ok, "AUTH PLAIN with the right credentials logs in", "+OK", response.raw)
 
@@ -201,15 +171,13 @@ def _probe_pipelining(pop, target, args):
     except TimeoutError:
         expect(False, "both pipelined commands are answered", "two replies within 5 s", "silence")
         raise
-    expect(_STAT.fullmatch(stat.raw) is not None, "first reply answers STAT", "+OK n size", stat.raw)
+    expect(STAT_REPLY.fullmatch(stat.raw) is not None, "first reply answers STAT", "+OK n size", stat.raw)
     expect(noop.ok, "second reply answers NOOP", "+OK", noop.raw)
 
 
 def _probe_resp_codes(pop, target, args):
-    replies = [pop(_home_mode(target), login=False).command("X-POP3SUITE-UNKNOWN", check=False)]
-    replies.append(
-        login_error(pop(_home_mode(target), login=False), target.user.user, "wrong-" + secrets.token_hex(4))
-    )
+    replies = [pop(login=False).command("X-POP3SUITE-UNKNOWN", check=False)]
+    replies.append(login_error(pop(login=False), target.user.user, wrong_password()))
     for response in replies:
         expect(
             bracket_is_code(response), "text starting with '[' is a response code", "[CODE] ...", response.raw
@@ -225,8 +193,8 @@ def _probe_expire(pop, target, args):
 
 
 def _probe_auth_resp_code(pop, target, args):
-    client = pop(_home_mode(target), login=False)
-    response = login_error(client, target.user.user, "wrong-" + secrets.token_hex(4))
+    client = pop(login=False)
+    response = login_error(client, target.user.user, wrong_password())
     expect(
         response.code is not None and response.code[0].upper() == "AUTH",
         "wrong password",
@@ -236,13 +204,13 @@ def _probe_auth_resp_code(pop, target, args):
 
 
 def _probe_utf8(pop, target, args):
-    client = pop(_home_mode(target), login=False)
+    client = pop(login=False)
     response = client.command("UTF8", check=False)
     expect(response.ok, "UTF8 in AUTHORIZATION", "+OK", response.raw)
 
 
 def _probe_lang(pop, target, args):
-    client = pop(_home_mode(target), login=False)
+    client = pop(login=False)
     body = client.multiline("LANG", check=False)
     expect(body.response.ok, "LANG lists the languages", "+OK and a list", body.response.raw)
 
@@ -300,10 +268,10 @@ def test_capability_tags_are_registered_or_private(pop, capabilities, target):
     if not capabilities:
         unimplemented("CAPA is not implemented")
     tags = set(capabilities)
-    client = pop(_home_mode(target), login=False)
+    client = pop(login=False)
     if "USER" in capabilities:
         client.login(target.user.user, target.user.password)
-        tags |= set(_capa(client) or {})
+        tags |= set(capa(client) or {})
     unknown = sorted(tag for tag in tags if tag not in REGISTERED and not tag.startswith("X"))
     expect(not unknown, "capability tags are registered or X- private", sorted(REGISTERED), unknown)
 
@@ -318,12 +286,14 @@ def test_capability_tags_are_registered_or_private(pop, capabilities, target):
     "indicated.",
     ref="rfc2449/6.9/1",
 )
-def test_implementation_recorded(pop, target, need):
+def test_implementation_recorded(pop, target, need, request):
     """Record the IMPLEMENTATION text (the CAPA exchanges are in the transcript); it is not empty."""
     text = need("IMPLEMENTATION")
+    observe(request, f"IMPLEMENTATION {text!r}")
     expect(bool(text.strip()), "IMPLEMENTATION carries a text", "IMPLEMENTATION <text>", repr(text))
-    client = pop(_home_mode(target), login=False)
-    if "USER" in (_capa(client) or {}):
+    client = pop(login=False)
+    if "USER" in (capa(client) or {}):
         client.login(target.user.user, target.user.password)
-        after = (_capa(client) or {}).get("IMPLEMENTATION")
+        after = (capa(client) or {}).get("IMPLEMENTATION")
+        observe(request, f"after login: {after!r}")
         expect(after is None or bool(after.strip()), "IMPLEMENTATION after login", "<text>", repr(after))

@@ -4,31 +4,17 @@ failures (always when AUTH-RESP-CODE is advertised), ``[SYS/TEMP]`` and
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 
-from conformance.case import INFO, MAY, MUST, case, expect, unimplemented
-from conformance.conftest import login_error
+from conformance.case import INFO, MAY, MUST, case, expect, observe, unimplemented
+from conformance.conftest import home_mode, login_error
+from conformance.helpers import response_code, sasl_mechanisms, unknown_user, wrong_password
 from pop3suite.client import apop_timestamp
 from pop3suite.proto import Response
 
 
-def _login_mode(target, capabilities: dict[str, str]) -> str:
-    """Where credentials can be tried at all: plain if USER is offered there,
-    else after STLS, else the implicit-TLS port."""
-    if target.pop3 and "USER" in capabilities:
-        return "plain"
-    if target.pop3 and "STLS" in capabilities:
-        return "stls"
-    return "implicit" if target.pop3s else "plain"
-
-
-def _wrong() -> str:
-    return "wrong-" + secrets.token_hex(4)
-
-
 def _is_auth(response: Response) -> bool:
-    return not response.ok and response.code is not None and response.code[0].upper() == "AUTH"
+    return not response.ok and response_code(response) == "AUTH"
 
 
 @case(
@@ -42,12 +28,14 @@ def _is_auth(response: Response) -> bool:
     "time), or some other problem.",
     ref="rfc3206/5/1",
 )
-def test_auth_code_on_wrong_password(pop, target, capabilities):
+def test_auth_code_on_wrong_password(pop, target, capabilities, request):
     """Record whether a wrong password and an unknown user get ``-ERR [AUTH]``."""
-    mode = _login_mode(target, capabilities)
-    wrong_password = login_error(pop(mode, login=False), target.user.user, _wrong())
-    expect(_is_auth(wrong_password), "wrong password", "-ERR [AUTH] ...", wrong_password.raw)
-    unknown = login_error(pop(mode, login=False), "pop3suite-" + secrets.token_hex(4), _wrong())
+    mode = home_mode(target, capabilities)
+    wrong = login_error(pop(mode, login=False), target.user.user, wrong_password())
+    observe(request, f"wrong password: {wrong.raw!r}")
+    expect(_is_auth(wrong), "wrong password", "-ERR [AUTH] ...", wrong.raw)
+    unknown = login_error(pop(mode, login=False), unknown_user(), wrong_password())
+    observe(request, f"unknown user: {unknown.raw!r}")
     expect(_is_auth(unknown), "unknown user", "-ERR [AUTH] ...", unknown.raw)
 
 
@@ -63,20 +51,18 @@ def test_auth_code_on_wrong_password(pop, target, capabilities):
 def test_auth_code_on_every_credential_failure(pop, target, capabilities, need):
     """With AUTH-RESP-CODE, USER/PASS, APOP and AUTH PLAIN failures all carry ``[AUTH]``."""
     need("AUTH-RESP-CODE")
-    mode = _login_mode(target, capabilities)
+    mode = home_mode(target, capabilities)
     failures: dict[str, Response] = {
-        "USER/PASS, wrong password": login_error(pop(mode, login=False), target.user.user, _wrong()),
-        "USER/PASS, unknown user": login_error(
-            pop(mode, login=False), "pop3suite-" + secrets.token_hex(4), _wrong()
-        ),
+        "USER/PASS, wrong password": login_error(pop(mode, login=False), target.user.user, wrong_password()),
+        "USER/PASS, unknown user": login_error(pop(mode, login=False), unknown_user(), wrong_password()),
     }
     client = pop(mode, login=False)
     if apop_timestamp(client.greeting) is not None:
         account = target.apop_user or target.user
-        failures["APOP, wrong digest"] = client.apop(account.user, _wrong(), check=False)
-    if "PLAIN" in capabilities.get("SASL", "").upper().split():
+        failures["APOP, wrong digest"] = client.apop(account.user, wrong_password(), check=False)
+    if "PLAIN" in sasl_mechanisms(capabilities):
         failures["AUTH PLAIN, wrong password"] = pop(mode, login=False).auth_plain(
-            target.user.user, _wrong(), check=False
+            target.user.user, wrong_password(), check=False
         )
     for method, response in failures.items():
         expect(
@@ -110,7 +96,7 @@ def _remove_message_file(maildir: Path, nonce: str) -> bool:
     ref="rfc3206/4/1",
     destructive=True,
 )
-def test_sys_code_on_storage_failure(pop, target, seeder, scratch, mailbox):
+def test_sys_code_on_storage_failure(pop, target, seeder, scratch, mailbox, request):
     """Record the reply to RETR of a scratch message whose file vanished (``[SYS/TEMP]``, ``[SYS/PERM]``)."""
     if seeder.route != "maildir":
         unimplemented("needs --seed maildir:DIR to take a message file away under the server")
@@ -122,6 +108,7 @@ def test_sys_code_on_storage_failure(pop, target, seeder, scratch, mailbox):
     if not _remove_message_file(Path(target.seed.split(":", 1)[1]), nonce):
         unimplemented("the scratch message's file was not found in the Maildir")
     response = client.command(f"RETR {number}", check=False)
+    observe(request, f"RETR of a message whose file vanished: {response.raw!r}")
     if response.ok:
         client.read_body()
     expect(not response.ok, "RETR of a message whose file vanished", "-ERR [SYS/TEMP] ...", response.raw)

@@ -9,7 +9,8 @@ import hashlib
 import hmac
 from collections.abc import Callable
 
-from conformance.case import INFO, MUST, case, expect, unimplemented
+from conformance.case import INFO, MUST, case, expect, observe, unimplemented
+from conformance.helpers import capa, capa_mode, sasl_mechanisms
 from conformance.target import Target
 from pop3suite.client import ConnectionClosed, Pop3Client
 from pop3suite.proto import Response
@@ -24,21 +25,6 @@ def _plain_token(user: str, password: str, authzid: str = "") -> str:
     return _b64(f"{authzid}\0{user}\0{password}".encode())
 
 
-def _mechanisms(capabilities: dict[str, str] | None) -> list[str]:
-    return (capabilities or {}).get("SASL", "").upper().split()
-
-
-def _capa(client: Pop3Client) -> dict[str, str] | None:
-    body = client.multiline("CAPA", check=False)
-    if not body.response.ok:
-        return None
-    caps = {}
-    for line in body.lines():
-        tag, _, args = line.decode("utf-8", "replace").partition(" ")
-        caps[tag.upper()] = args
-    return caps
-
-
 def sasl_client(
     pop: Callable[..., Pop3Client],
     target: Target,
@@ -47,7 +33,7 @@ def sasl_client(
 ) -> tuple[Pop3Client, list[str]]:
     """A connection, not logged in, where SASL (and ``mechanism``) is advertised:
     the plain port first, then after STLS, then the implicit-TLS port."""
-    home = "plain" if target.pop3 else "implicit"
+    home = capa_mode(target)  # where the capabilities fixture was read
     candidates = [home]
     if home == "plain" and "STLS" in capabilities:
         candidates.append("stls")
@@ -55,7 +41,7 @@ def sasl_client(
         candidates.append("implicit")
     for mode in candidates:
         client = pop(mode, login=False)
-        mechanisms = _mechanisms(capabilities if mode == home else _capa(client))
+        mechanisms = sasl_mechanisms(capabilities if mode == home else capa(client))
         if mechanisms and (mechanism is None or mechanism in mechanisms):
             return client, mechanisms
         client.close()
@@ -200,7 +186,7 @@ def test_auth_after_login_refused(pop, target, capabilities):
     client.quit()
 
     if "USER" in capabilities:
-        other = pop("plain" if target.pop3 else "implicit")
+        other = pop()
         after_pass = _auth(other, f"AUTH PLAIN {token}")
         expect(not after_pass.ok, "AUTH after a USER/PASS login", "-ERR", after_pass.raw)
 
@@ -288,7 +274,7 @@ _KNOWN: dict[str, Callable[[Pop3Client, str, str], Response]] = {
     "The argument to the SASL capability is a space separated list of SASL mechanisms which are supported.",
     ref="rfc5034/6/1",
 )
-def test_other_advertised_mechanisms(pop, target, capabilities):
+def test_other_advertised_mechanisms(pop, target, capabilities, request):
     """Record whether each other mechanism works (LOGIN, CRAM-MD5) or at least starts an exchange."""
     _, mechanisms = sasl_client(pop, target, capabilities, mechanism=None)
     others = [m for m in mechanisms if m != "PLAIN"]
@@ -298,9 +284,11 @@ def test_other_advertised_mechanisms(pop, target, capabilities):
         client, _ = sasl_client(pop, target, capabilities, mechanism=mechanism)
         if mechanism in _KNOWN:
             response = _KNOWN[mechanism](client, target.user.user, target.user.password)
+            observe(request, f"AUTH {mechanism}: {response.raw!r}")
             expect(response.ok, f"AUTH {mechanism} with the target credentials", "+OK", response.raw)
             client.quit()
             continue
         response = _auth(client, f"AUTH {mechanism}")
+        observe(request, f"AUTH {mechanism}: {response.raw!r}")
         expect(response.continuation, f"AUTH {mechanism} starts an exchange", "+ (challenge)", response.raw)
         client.close()

@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import re
 
-from conformance.case import INFO, MUST, SHOULD, case, expect, expect_equal, unimplemented
+from conformance.case import INFO, MUST, SHOULD, case, expect, expect_equal, observe, unimplemented
 
 #: RFC 5646 language tag, loosely (the LANG listing also allows "*" ranges).
 _LANGUAGE_TAG = re.compile(r"[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*")
-
-
-def _home_mode(target) -> str:
-    return "plain" if target.pop3 else "implicit"
 
 
 @case(
@@ -29,7 +25,7 @@ def test_utf8_command_in_authorization_only(pop, target, capabilities, need):
     need("UTF8")
     if "USER" not in capabilities:
         unimplemented("USER/PASS is not offered on this connection")
-    client = pop(_home_mode(target), login=False)
+    client = pop(login=False)
     response = client.command("UTF8", check=False)
     expect(response.ok, "UTF8 in AUTHORIZATION", "+OK", response.raw)
     client.login(target.user.user, target.user.password)
@@ -37,7 +33,7 @@ def test_utf8_command_in_authorization_only(pop, target, capabilities, need):
     expect(not again.ok, "UTF8 in TRANSACTION", "-ERR", again.raw)
     client.quit()  # release the maildrop
 
-    other = pop(_home_mode(target))
+    other = pop()
     after_login = other.command("UTF8", check=False)
     expect(not after_login.ok, "UTF8 after login (never given before)", "-ERR", after_login.raw)
 
@@ -53,7 +49,7 @@ def test_utf8_command_in_authorization_only(pop, target, capabilities, need):
 )
 def test_list_size_matches_retr_for_utf8_headers(pop, target, capabilities, fixture_number):
     """For the ``utf8-headers`` fixture (in UTF-8 mode if offered), ``LIST n`` equals the RETR octets."""
-    client = pop(_home_mode(target), login=False)
+    client = pop(login=False)
     if "UTF8" in capabilities:
         client.command("UTF8", check=False)
     client.login(target.user.user, target.user.password)
@@ -73,11 +69,12 @@ def test_list_size_matches_retr_for_utf8_headers(pop, target, capabilities, fixt
     "CAPA tag: LANG [...] Added commands: LANG [...] Commands valid in states: AUTHORIZATION, TRANSACTION",
     ref="rfc6856/3/1",
 )
-def test_lang_listing_recorded(pop, target, need):
+def test_lang_listing_recorded(pop, target, need, request):
     """Record the LANG listing; each line should start with a language tag."""
     need("LANG")
-    client = pop(_home_mode(target), login=False)
+    client = pop(login=False)
     body = client.multiline("LANG", check=False)
+    observe(request, f"LANG: {body.response.raw!r} {body.lines()!r}")
     expect(body.response.ok, "LANG without argument lists the languages", "+OK and a list", body.response.raw)
     for line in body.lines():
         tag = line.split(b" ", 1)[0].decode("ascii", "replace")

@@ -17,24 +17,14 @@ import warnings
 
 import pytest
 
-from conformance.case import INFO, MUST, SHOULD, case, expect, expect_equal, unimplemented
+from conformance.case import INFO, MUST, SHOULD, case, expect, expect_equal, observe, unimplemented
+from conformance.helpers import recv_line
 from conformance.target import Target
 
 #: The legacy_version field of a ClientHello (RFC 8446 §4.1.2) per version.
 _HELLO_VERSION = {"TLSv1": b"\x03\x01", "TLSv1_1": b"\x03\x02"}
 #: Cipher suites RFC 9325 §4.1 rules out: NULL, anonymous, RC4, 3DES, export grade.
 _WEAK_SUITES = "eNULL:aNULL:RC4:3DES:EXPORT:@SECLEVEL=0"
-
-
-def _recv_line(sock: socket.socket) -> bytes:
-    """One line, byte by byte (b"" if the peer closed first)."""
-    line = b""
-    while not line.endswith(b"\n"):
-        byte = sock.recv(1)
-        if not byte:
-            break
-        line += byte
-    return line
 
 
 def _probe_context(
@@ -93,9 +83,9 @@ def _open_tls(
     raw = socket.create_connection((endpoint.host, endpoint.port), timeout=10)
     try:
         if mode == "stls":
-            _recv_line(raw)
+            recv_line(raw)
             raw.sendall(b"STLS\r\n")
-            reply = _recv_line(raw)
+            reply = recv_line(raw)
             if not reply.startswith(b"+OK"):
                 unimplemented(f"STLS refused: {reply!r}")
         return context.wrap_socket(raw, server_hostname=hostname, **wrap)
@@ -108,7 +98,7 @@ def _pop3_inside(tls: ssl.SSLSocket, mode: str) -> bytes:
     """The first POP3 line inside TLS: the greeting (implicit) or the reply to CAPA (STLS)."""
     if mode == "stls":
         tls.sendall(b"CAPA\r\n")
-    return _recv_line(tls)
+    return recv_line(tls)
 
 
 @case(
@@ -288,14 +278,14 @@ def _close_after_quit(target: Target, login: bool) -> str:
     raw = socket.create_connection((target.pop3s.host, target.pop3s.port), timeout=5)
     hostname = target.client("implicit").server_hostname
     with context.wrap_socket(raw, server_hostname=hostname, suppress_ragged_eofs=False) as tls:
-        _recv_line(tls)
+        recv_line(tls)
         if login:
             tls.sendall(f"USER {target.user.user}\r\n".encode())
-            _recv_line(tls)
+            recv_line(tls)
             tls.sendall(f"PASS {target.user.password}\r\n".encode())
-            _recv_line(tls)
+            recv_line(tls)
         tls.sendall(b"QUIT\r\n")
-        _recv_line(tls)
+        recv_line(tls)
         try:
             for _ in range(16):
                 if not tls.recv(4096):
@@ -318,12 +308,13 @@ def _close_after_quit(target: Target, login: bool) -> str:
     "alerts before TCP connection termination.",
     ref="rfc8314/3.4/1",
 )
-def test_close_notify_after_quit(target):
+def test_close_notify_after_quit(target, request):
     """Record whether the server sends a TLS close_notify before closing after QUIT (both states)."""
     if target.pop3s is None:
         unimplemented("no implicit-TLS endpoint (give --pop3s URL)")
     for login, state in ((False, "AUTHORIZATION"), (True, "TRANSACTION")):
         outcome = _close_after_quit(target, login)
+        observe(request, f"QUIT in {state}: {outcome}")
         expect(
             outcome.startswith("close_notify"), f"QUIT in {state}", "close_notify, then TCP close", outcome
         )
@@ -338,11 +329,13 @@ def test_close_notify_after_quit(target):
     "[...] A -ERR response MAY result if a security layer is already active.",
     ref="rfc8314/stls-995",
 )
-def test_stls_on_implicit_port(pop):
+def test_stls_on_implicit_port(pop, request):
     """On the POP3S port STLS is not advertised and is answered ``-ERR``."""
     client = pop("implicit", login=False)
     body = client.multiline("CAPA", check=False)
     tags = {line.split(b" ", 1)[0].upper() for line in body.lines()}
+    observe(request, f"STLS {'advertised' if b'STLS' in tags else 'not advertised'} on the POP3S port")
     expect(b"STLS" not in tags, "STLS advertised inside implicit TLS", "no STLS", sorted(tags))
     response = client.command("STLS", check=False)
+    observe(request, f"STLS there: {response.raw!r}")
     expect(not response.ok, "STLS inside implicit TLS", "-ERR", response.raw)
