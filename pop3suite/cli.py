@@ -203,6 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_check_parser(sub)
     add_report_parser(sub)
 
+    from .loadcmd import add_load_parser
+
+    add_load_parser(sub)
+
     p = sub.add_parser("demo", help="the main job on the embedded reference server")
     p.add_argument("--keep", action="store_true", help="keep the temporary lab and print its path")
     p.add_argument("--sessions", type=int, default=20, help="POP3 sessions per mode (default 20)")

@@ -1,0 +1,97 @@
+"""The embedded target of a load run: a lab, its accounts, pre-filled
+mailboxes, and ``pop3suite serve`` as its own process.
+
+The reference server is asyncio; Locust patches sockets with gevent, so the
+two never share a process.  :func:`prepare` writes the lab and the pre-fill
+(with ledger events for every message), :func:`start` runs the server with
+:func:`pop3suite.demo.start_server` and returns the ``run.json`` fields that
+tell the Locust processes where the target is.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from pop3suite.demo import ServerProcess, start_server
+from reference_server import passwords
+from reference_server.lab import Lab, LabOptions, create_lab
+from reference_server.storage import MaildirStore
+
+from .accounting import digest, make_message
+from .scenario import Scenario, prefill_plan
+
+PASSWORD = "load-secret"
+CHEAP_N = 2**10  # load labs measure POP3, not scrypt
+
+
+@dataclass
+class EmbeddedTarget:
+    lab: Lab
+    server: ServerProcess
+    run: dict
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def prepare(scenario: Scenario, directory: Path, workers: int = 1) -> tuple[Lab, list[tuple]]:
+    """Write the lab with the scenario's accounts and pre-fill them.
+
+    Returns:
+        The lab and the ledger events of the pre-fill (("D", nonce, account, sha)).
+    """
+    ports = {"pop3_port": "auto", "pop3s_port": "auto", "smtp_port": "auto"}
+    ports.update(submission_port=0, smtps_port=0)
+    options = LabOptions(
+        password=PASSWORD,
+        ports=ports,
+        idle_timeout=scenario.idle_timeout,
+        login_failure_delay=0.2,
+        scrypt_n=CHEAP_N,
+        fsync=False,
+    )
+    lab = create_lab(directory, options)
+    accounts = scenario.accounts(workers)
+    hashed = passwords.hash_password(PASSWORD, n=CHEAP_N)
+    with open(lab.config_path, "a", encoding="utf-8") as handle:
+        handle.write("\n# load accounts (pop3suite load): one per simulated mailbox\n")
+        for name, client in accounts.items():
+            if client.auth == "apop":
+                handle.write(f'[accounts.{name}]\npassword = "{{PLAIN}}{PASSWORD}"\napop = true\n\n')
+            else:
+                handle.write(f'[accounts.{name}]\npassword = "{hashed}"\n\n')
+    store = MaildirStore(str(lab.settings.mail_root), fsync=False)
+    rng = random.Random(scenario.seed)
+    events: list[tuple] = []
+    for name, client in accounts.items():
+        store.ensure_mailbox(name)
+        for size in prefill_plan(scenario, client, rng):
+            nonce = uuid.uuid4().hex
+            data = make_message(nonce, size, name)
+            store.deliver(name, data)
+            events.append(("D", nonce, name, digest(data)))
+    return lab, events
+
+
+def start(scenario: Scenario, directory: Path, results: Path, workers: int = 1) -> EmbeddedTarget:
+    """Prepare the lab, start its server, write ``results/prefill.json``."""
+    lab, events = prepare(scenario, directory, workers)
+    (results / "prefill.json").write_text(json.dumps(events), encoding="utf-8")
+    server = start_server(lab.config_path)
+    run = {
+        "host": "127.0.0.1",
+        "pop3_port": server.endpoints.get("pop3"),
+        "pop3s_port": server.endpoints.get("pop3s"),
+        "smtp_port": server.endpoints.get("smtp"),
+        "cafile": str(lab.ca_file),
+        "password": PASSWORD,
+        "mail_root": str(lab.settings.mail_root),
+        "server_pid": server.process.pid,
+        "prefill": str(results / "prefill.json"),
+        "prefilled": len(events),
+    }
+    return EmbeddedTarget(lab, server, run)

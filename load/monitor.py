@@ -1,0 +1,105 @@
+"""Samples the server under test by PID (psutil): CPU, RSS, connections.
+
+Runs as a thread next to the load (in ``pop3suite load``, a process that
+does not import Locust) or in a Locust process (gevent turns the thread into
+a greenlet; the psutil calls are short).  The samples go to
+``monitor.csv`` and a summary to ``monitor.json`` in the run's results.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+FIELDS = ("t", "cpu_percent", "rss_bytes", "connections", "threads", "fds")
+
+
+class Monitor:
+    """Sample process ``pid`` (and its children) every ``interval`` seconds."""
+
+    def __init__(self, pid: int, interval: float = 1.0) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.samples: list[dict[str, float]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: str | None = None
+
+    def _processes(self, root: psutil.Process) -> list[psutil.Process]:
+        try:
+            return [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return [root]
+
+    def sample(self, root: psutil.Process, started: float) -> dict[str, float]:
+        cpu = rss = conns = threads = fds = 0.0
+        for proc in self._processes(root):
+            try:
+                with proc.oneshot():
+                    cpu += proc.cpu_percent(None)
+                    rss += proc.memory_info().rss
+                    threads += proc.num_threads()
+                    fds += proc.num_fds()
+                conns += len(proc.net_connections(kind="tcp"))
+            except psutil.Error:
+                continue
+        return {
+            "t": round(time.monotonic() - started, 3),
+            "cpu_percent": round(cpu, 1),
+            "rss_bytes": rss,
+            "connections": conns,
+            "threads": threads,
+            "fds": fds,
+        }
+
+    def _run(self) -> None:
+        try:
+            root = psutil.Process(self.pid)
+            root.cpu_percent(None)
+        except psutil.Error as error:
+            self.error = f"cannot watch PID {self.pid}: {error}"
+            return
+        started = time.monotonic()
+        while not self._stop.wait(self.interval):
+            if not root.is_running():
+                self.error = f"PID {self.pid} exited during the run"
+                return
+            self.samples.append(self.sample(root, started))
+
+    def start(self) -> Monitor:
+        self._thread = threading.Thread(target=self._run, name="pop3suite-monitor", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def summary(self) -> dict:
+        s = self.samples
+        if not s:
+            return {"pid": self.pid, "samples": 0, "error": self.error}
+        return {
+            "pid": self.pid,
+            "samples": len(s),
+            "interval_s": self.interval,
+            "cpu_percent_mean": round(sum(x["cpu_percent"] for x in s) / len(s), 1),
+            "cpu_percent_max": max(x["cpu_percent"] for x in s),
+            "rss_bytes_max": max(x["rss_bytes"] for x in s),
+            "connections_max": max(x["connections"] for x in s),
+            "error": self.error,
+        }
+
+    def write(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        with open(directory / "monitor.csv", "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, FIELDS)
+            writer.writeheader()
+            writer.writerows(self.samples)
+        (directory / "monitor.json").write_text(json.dumps(self.summary(), indent=2) + "\n", encoding="utf-8")

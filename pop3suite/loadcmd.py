@@ -1,0 +1,205 @@
+"""``pop3suite load``: a scenario from scenarios/ run headless on Locust.
+
+This process never imports Locust (which patches sockets with gevent): it
+builds the embedded target (a lab, pre-filled mailboxes, ``pop3suite serve``
+as its own process) unless ``--target`` names one, starts the monitor on the
+server's PID, writes ``run.json`` and runs ``locust -f load/locustfile.py``
+(one stand-alone process, or a master and ``--workers`` worker processes on
+loopback).  The locustfile evaluates the verdicts; the exit status is
+Locust's: 0 when every SLO and the ledger passed, 1 otherwise, 2 for usage
+errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+EXIT_USAGE = 2
+
+
+def add_load_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "load",
+        help="run a load scenario on Locust (default target: the embedded reference server)",
+        description="Run a load scenario (scenarios/NAME.toml or a file) headless on Locust. "
+        "Results go to results/<scenario>-<time>/ (or --report DIR).",
+    )
+    p.add_argument("scenario", help="scenario name (smoke, specmail2001, ...) or a TOML file")
+    p.add_argument(
+        "--target",
+        action="append",
+        metavar="URL",
+        help="pop3://HOST:PORT and/or pop3s://HOST:PORT of the server under test (repeatable)",
+    )
+    p.add_argument("--smtp", metavar="URL", help="smtp://HOST:PORT for the delivery users (with --target)")
+    p.add_argument("--password", help="password of every scenario account on --target")
+    p.add_argument("--cafile", help="CA file for --target's certificate")
+    p.add_argument("--insecure", action="store_true", help="do not verify --target's certificate")
+    p.add_argument("--server-pid", type=int, help="PID of the --target server to monitor (same machine)")
+    p.add_argument("--report", metavar="DIR", help="results directory (default results/<scenario>-<time>)")
+    p.add_argument("--users", type=int, help="scale the client mix to N POP3 users")
+    p.add_argument("--run-time", type=float, metavar="S", help="override the scenario's run time")
+    p.add_argument("--workers", type=int, default=0, help="run a master and N local worker processes")
+    p.add_argument("--keep-lab", action="store_true", help="keep the embedded lab directory")
+    p.set_defaults(func=cmd_load)
+
+
+def _fail(message: str) -> int:
+    print(f"pop3suite: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _target_run(args: argparse.Namespace) -> dict:
+    run: dict = {"host": None, "pop3_port": None, "pop3s_port": None, "smtp_port": None}
+    for url in args.target:
+        parts = urlsplit(url)
+        if parts.scheme not in ("pop3", "pop3s") or not parts.hostname:
+            raise ValueError(f"--target {url}: expected pop3://HOST:PORT or pop3s://HOST:PORT")
+        run["host"] = parts.hostname
+        default = 995 if parts.scheme == "pop3s" else 110
+        run[f"{parts.scheme}_port"] = parts.port or default
+    if args.smtp:
+        parts = urlsplit(args.smtp)
+        run["smtp_port"] = parts.port or 25
+    run.update(password=args.password or "", cafile=args.cafile, insecure=args.insecure)
+    run["server_pid"] = args.server_pid
+    return run
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from load.monitor import Monitor
+    from load.scenario import ScenarioError, load_scenario
+
+    try:
+        scenario = load_scenario(args.scenario)
+    except ScenarioError as error:
+        return _fail(str(error))
+    if args.users:
+        scenario = scenario.with_users(args.users)
+    if args.run_time:
+        scenario = scenario.with_run_time(args.run_time)
+    results = Path(args.report or f"results/{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    results.mkdir(parents=True, exist_ok=True)
+    workers = max(0, args.workers)
+    stride = max(1, workers)
+    target = None
+    lab_dir = None
+    try:
+        if args.target:
+            run = _target_run(args)
+            if scenario.delivery.rate > 0 and not run["smtp_port"]:
+                return _fail(f"scenario {scenario.name} delivers mail: give --smtp smtp://HOST:PORT")
+        else:
+            from load import labsetup
+
+            lab_dir = Path(tempfile.mkdtemp(prefix="pop3suite-load-"))
+            print(f"pop3suite load {scenario.name}: preparing the embedded lab ...", file=sys.stderr)
+            target = labsetup.start(scenario, lab_dir / "lab", results, stride)
+            run = target.run
+            print(
+                f"  {len(scenario.accounts(stride))} accounts, {run['prefilled']} pre-filled messages; "
+                f"server PID {run['server_pid']} (pop3 :{run['pop3_port']}, pop3s :{run['pop3s_port']}, "
+                f"smtp :{run['smtp_port']})",
+                file=sys.stderr,
+            )
+    except (ValueError, RuntimeError, OSError) as error:
+        if lab_dir:
+            shutil.rmtree(lab_dir, ignore_errors=True)
+        return _fail(str(error))
+    run["workers"] = stride
+    run_file = results / "run.json"
+    run_file.write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
+    monitor = Monitor(run["server_pid"]).start() if run.get("server_pid") else None
+    try:
+        code = _run_locust(scenario, args, results, run_file, workers)
+    finally:
+        if monitor is not None:
+            monitor.stop()
+            monitor.write(results)
+        if target is not None:
+            target.stop()
+        if lab_dir and not args.keep_lab:
+            shutil.rmtree(lab_dir, ignore_errors=True)
+        elif lab_dir:
+            print(f"lab kept in {lab_dir}", file=sys.stderr)
+    if not (results / "verdicts.json").exists():
+        print(f"pop3suite load: Locust ended without verdicts (exit {code})", file=sys.stderr)
+        return code or 1
+    return code
+
+
+def locustfile() -> Path:
+    return Path(__file__).resolve().parent.parent / "load" / "locustfile.py"
+
+
+def _run_locust(scenario, args: argparse.Namespace, results: Path, run_file: Path, workers: int) -> int:
+    env = {
+        **os.environ,
+        "POP3SUITE_SCENARIO": str(scenario.path),
+        "POP3SUITE_RUN": str(run_file.resolve()),
+        "POP3SUITE_WORKERS": str(max(1, workers)),
+        "PYTHONUNBUFFERED": "1",
+    }
+    if args.users:
+        env["POP3SUITE_USERS"] = str(args.users)
+    base = [sys.executable, "-m", "locust", "-f", str(locustfile())]
+    common = ["--pop3-scenario", str(scenario.path), "--pop3-run", str(run_file.resolve())]
+    stop_timeout = str(int(scenario.stop_timeout))
+    main = [
+        *base,
+        *common,
+        "--headless",
+        "--only-summary",
+        "-u", str(scenario.total_users),
+        "-r", str(scenario.spawn_rate),
+        "--stop-timeout", stop_timeout,
+        "--pop3-run-time", str(scenario.run_time),
+        "--pop3-results", str(results),
+        "--csv", str(results / "locust"),
+        "--html", str(results / "locust.html"),
+        "--loglevel", "WARNING",
+    ]  # fmt: skip
+    procs: list[subprocess.Popen] = []
+    if workers:
+        from pop3suite.netutil import free_port
+
+        port = free_port()
+        main += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port)]
+        main += ["--expect-workers", str(workers), "--expect-workers-max-wait", "30"]
+        for _ in range(workers):
+            worker = [*base, *common, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
+            worker += ["--loglevel", "WARNING"]
+            procs.append(subprocess.Popen(worker, env=env))
+    print(
+        f"pop3suite load {scenario.name}: {scenario.total_users} users, {scenario.run_time:g} s"
+        + (f", master + {workers} workers" if workers else "")
+        + f"; results in {results}",
+        file=sys.stderr,
+    )
+    # Bounded: the run time, the graceful stop and the final accounting.
+    limit = scenario.run_time + float(stop_timeout) + 120
+    master = subprocess.Popen(main, env=env)
+    try:
+        code = master.wait(timeout=limit)
+    except subprocess.TimeoutExpired:
+        master.kill()
+        master.wait()
+        code = 1
+        print(f"pop3suite load: Locust did not finish within {limit:.0f} s; killed", file=sys.stderr)
+    finally:
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    return code
