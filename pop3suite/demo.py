@@ -150,6 +150,53 @@ def run_conformance(results: Path) -> tuple[int, dict[str, int]]:
     return completed.returncode, counts
 
 
+def run_load(results: Path, run_time: int = 15) -> tuple[int, str]:
+    """Stage 3: a short load run (the ``smoke`` scenario) on the embedded
+    server in its own process.  Returns (exit code, one-line summary)."""
+    import json
+
+    print(
+        f"\npop3suite demo: {run_time} s load run (scenario smoke: every TLS mode, APOP, SMTP delivery) ..."
+    )
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pop3suite",
+            "load",
+            "smoke",
+            "--run-time",
+            str(run_time),
+            "--report",
+            str(results),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    try:
+        verdicts = json.loads((results / "verdicts.json").read_text())
+        ledger = json.loads((results / "ledger.json").read_text())
+        steps = json.loads((results / "steps.json").read_text())
+    except (OSError, ValueError):
+        print(completed.stdout[-3000:] + completed.stderr[-3000:])
+        return completed.returncode or 1, "load run produced no results"
+    failed = [c["check"] for c in verdicts.get("checks", []) if not c.get("passed")]
+    session = steps.get("SESSION", {}) if isinstance(steps, dict) else {}
+    summary = (
+        f"  SLO verdicts: {'PASS' if verdicts.get('passed') else 'FAIL ' + ', '.join(failed)}; "
+        f"ledger: delivered {ledger['delivered']}, retrieved {ledger['retrieved_distinct']}, "
+        f"left {ledger['left']}, lost {ledger['lost']}, duplicated {ledger['duplicated']}"
+    )
+    if session:
+        summary += (
+            f"\n  POP3 sessions: {session.get('ok', '?')} ok of {session.get('requests', '?')}, "
+            f"p50 {session.get('p50_ms', '?')} ms, p95 {session.get('p95_ms', '?')} ms"
+        )
+    print(summary)
+    print(f"  report: {results / 'locust.html'} (+ histograms, monitor, ledger, verdicts JSON)")
+    return completed.returncode, summary
+
+
 def run_demo(keep: bool = False, sessions: int = 20, results: str | Path = "results/demo") -> int:
     """Run the demo; return the exit status (0 when every check passed)."""
     from reference_server.storage import MaildirStore
@@ -231,6 +278,9 @@ def run_demo(keep: bool = False, sessions: int = 20, results: str | Path = "resu
     code, counts = run_conformance(results / "conformance")
     if code != 0:
         failures.append(f"conformance: {counts.get('FAILED', '?')} FAILED cases (exit {code})")
+    code, summary = run_load(results / "load")
+    if code != 0:
+        failures.append(f"load run: exit {code}: {summary.strip()}")
     if failures:
         print(f"\npop3suite demo: {len(failures)} FAILED checks:")
         for failure in failures[:20]:
