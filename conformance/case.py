@@ -11,7 +11,13 @@ MUST           OK               FAILED
 PROVIDER       OK               FAILED (provider profile)
 SHOULD         OK               NON-STRICT
 MAY / INFO     INFORMATIONAL    INFORMATIONAL
+hardening      OK               NON-STRICT (a hardening gap)
 =============  ===============  =========================
+
+``hardening=True`` marks a security probe that no RFC requires (a
+pre-login deadline, a per-address limit, throttled failed logins): whatever
+its level, a failure is graded NON-STRICT and reported as a *hardening gap*,
+apart from RFC violations, so a third-party server is never FAILED for it.
 
 A test that cannot run because the target lacks something (a capability
 not advertised, no APOP account given, fixtures not seeded) calls
@@ -62,6 +68,8 @@ class CaseInfo:
         ref: the ID in ``shared/spec/rfc-checklist.md`` (e.g. ``rfc1939/5/1``).
         slow: takes minutes (real timeouts); skipped with ``--fast``.
         destructive: removes mail (DELE + QUIT); needs ``--allow-destructive``.
+        hardening: a security-hardening probe, not an RFC rule: a failure is
+            NON-STRICT ("hardening gap"), never FAILED.
     """
 
     id: str
@@ -72,6 +80,7 @@ class CaseInfo:
     ref: str = ""
     slow: bool = False
     destructive: bool = False
+    hardening: bool = False
 
     @property
     def profile(self) -> str:
@@ -89,9 +98,10 @@ def case(
     ref: str = "",
     slow: bool = False,
     destructive: bool = False,
+    hardening: bool = False,
 ) -> Callable[[F], F]:
     """Mark a test function as a conformance case."""
-    info = CaseInfo(id, level, rfc, section, " ".join(sentence.split()), ref, slow, destructive)
+    info = CaseInfo(id, level, rfc, section, " ".join(sentence.split()), ref, slow, destructive, hardening)
 
     def decorate(func: F) -> F:
         return pytest.mark.pop3case(info)(func)

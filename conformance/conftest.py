@@ -166,7 +166,7 @@ def _grade(info: CaseInfo, failed: bool) -> Outcome:
         return Outcome.INFORMATIONAL
     if not failed:
         return Outcome.OK
-    return Outcome.NON_STRICT if info.level is SHOULD else Outcome.FAILED
+    return Outcome.NON_STRICT if info.level is SHOULD or info.hardening else Outcome.FAILED
 
 
 @pytest.hookimpl(wrapper=True)
@@ -188,6 +188,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         "section": info.section,
         "description": info.sentence,
         "ref": info.ref,
+        "kind": "hardening" if info.hardening else "rfc",
         "expected": "",
         "actual": "",
         "transcript": "",
@@ -253,6 +254,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     for record in results.records:
         if record["outcome"] in ("FAILED", "NON-STRICT"):
             note = f"  (known deviation: {record['deviation']})" if record.get("deviation") else ""
+            if record.get("kind") == "hardening":
+                note += "  (hardening gap, not an RFC violation)"
             where = f"[{record['level']}] RFC {record['rfc']} §{record['section']}"
             write(f"{record['outcome']:<11} {record['id']}  {where}{note}")
             if record.get("expected"):

@@ -34,6 +34,14 @@ def counts(cases: list[dict[str, Any]]) -> dict[str, int]:
     return tally
 
 
+def finding(case: dict[str, Any]) -> str:
+    """What a non-OK outcome means: "RFC violation" or "hardening gap" (a
+    security probe no RFC requires; never FAILED), else ""."""
+    if case["outcome"] not in ("FAILED", "NON-STRICT"):
+        return ""
+    return "hardening gap" if case.get("kind") == "hardening" else "RFC violation"
+
+
 def write_reports(directory: Path, results: Any) -> list[Path]:
     """Write results.json, junit.xml and report.html into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -113,7 +121,7 @@ def render_html(document: dict[str, Any]) -> str:
         rows.append(
             f"<tr><td class=id>{esc(case['id'])}</td><td>{esc(case['level'])}</td>"
             f"<td>RFC {esc(case['rfc'])} §{esc(case['section'])}</td>{_cell(case['outcome'])}"
-            f"<td>{esc(case['description'])}{deviation}{evidence}</td></tr>"
+            f"<td>{esc(finding(case))}</td><td>{esc(case['description'])}{deviation}{evidence}</td></tr>"
         )
     tally = " ".join(f"{_cell(k)}<td>{v}</td>" for k, v in document["counts"].items())
     return (
@@ -121,9 +129,8 @@ def render_html(document: dict[str, Any]) -> str:
         f"<style>{_STYLE}</style><h1>pop3suite conformance: {esc(document['target'])}</h1>"
         f"<p>profile <b>{esc(document['profile'])}</b>, started {esc(document['started'])}, "
         f"{document['duration_s']} s</p><table><tr>{tally}</tr></table><h2>Cases</h2>"
-        "<table><tr><th>case</th><th>level</th><th>where</th><th>outcome</th><th>requirement</th></tr>"
-        + "".join(rows)
-        + "</table>"
+        "<table><tr><th>case</th><th>level</th><th>where</th><th>outcome</th><th>finding</th>"
+        "<th>requirement</th></tr>" + "".join(rows) + "</table>"
     )
 
 

@@ -85,6 +85,12 @@ class Settings:
     idle_timeout: float = PROVIDER_IDLE_TIMEOUT_SECONDS
     login_failure_delay: float = 2.0
     max_bad_commands: int = 20
+    #: Absolute pre-login deadline in seconds (Dovecot: 3 minutes).  Bytes
+    #: trickled without a login do not extend it (slowloris, probe D1).
+    login_timeout: float = 180.0
+    #: Simultaneous POP3 connections from one client address (0 = no limit);
+    #: more are refused with ``-ERR [SYS/TEMP]`` and closed (probe D3).
+    max_connections_per_ip: int = 100
     cleartext_login: bool = True
     login_delay: int = 0
     expire: str | None = None
@@ -113,6 +119,8 @@ _SERVER_KEYS: dict[str, type | tuple[type, ...]] = {
     "idle_timeout": (int, float),
     "login_failure_delay": (int, float),
     "max_bad_commands": int,
+    "login_timeout": (int, float),
+    "max_connections_per_ip": int,
     "cleartext_login": bool,
     "login_delay": int,
     "expire": (str, int),
@@ -206,6 +214,12 @@ def parse(data: dict[str, Any], path: Path) -> Settings:
             if (isinstance(value, int) and value < 0) or (isinstance(value, str) and value != "NEVER"):
                 raise ConfigError(f"{path}: key 'server.expire': expected days (0 or more) or \"NEVER\"")
             value = str(value)
+        elif key == "login_timeout" and value <= 0:
+            raise ConfigError(f"{path}: key 'server.login_timeout': must be more than 0 seconds, got {value}")
+        elif key == "max_connections_per_ip" and value < 0:
+            raise ConfigError(
+                f"{path}: key 'server.max_connections_per_ip': must be 0 (no limit) or more, got {value}"
+            )
         elif key == "max_bad_commands" and value < 1:
             raise ConfigError(f"{path}: key 'server.max_bad_commands': must be at least 1, got {value}")
         elif key in ("mail_root", "spool_dir"):

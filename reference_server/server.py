@@ -15,6 +15,8 @@ import logging
 import ssl
 from dataclasses import dataclass
 
+from pop3suite.proto import responses
+
 from .accounts import Authenticator
 from .config import Settings, bind_port
 from .connection import Connection
@@ -68,6 +70,7 @@ class ReferenceServer:
         self.endpoints: list[Endpoint] = []
         self._servers: list[asyncio.Server] = []
         self._connections: set[Connection] = set()
+        self._per_address: dict[str, int] = {}
         # POP-before-SMTP: successful logins on the configured POP3 listeners
         # open the window; tests may replace ``relay.clock``.
         self.relay = RelayWindow(settings.relay_window)
@@ -81,11 +84,23 @@ class ReferenceServer:
         return Connection(handler)  # type: ignore[arg-type]
 
     async def _serve(self, conn: Connection, listener: str) -> None:
+        address = conn.peer[0]
+        limit = self.settings.max_connections_per_ip
+        if limit and self._per_address.get(address, 0) >= limit:
+            # Graceful refusal (security-probes.md D3): one -ERR line, then
+            # close; sessions already open from this address are untouched.
+            log.info("%s: refused, %d connections from this address already", address, limit)
+            conn.write(responses.err("Too many connections from your address.", "SYS/TEMP"))
+            return
+        self._per_address[address] = self._per_address.get(address, 0) + 1
         self._connections.add(conn)
         try:
             await Pop3Session(self.context, conn, listener).run()
         finally:
             self._connections.discard(conn)
+            left = self._per_address.pop(address, 1) - 1
+            if left > 0:
+                self._per_address[address] = left
 
     async def start(self) -> list[Endpoint]:
         """Create every mailbox and bind every configured listener."""

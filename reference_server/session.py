@@ -106,7 +106,7 @@ class Pop3Session:
             self.conn.write(self.core.greeting())
             await self._loop()
         except TimeoutError:
-            log.debug("%s: idle timeout, closing without UPDATE", self.conn.peer[0])
+            log.debug("%s: idle or login timeout, closing without UPDATE", self.conn.peer[0])
         except (ConnectionError, ssl.SSLError, OSError) as error:
             log.debug("%s: connection ended: %s", self.conn.peer[0], error)
         finally:
@@ -120,15 +120,28 @@ class Pop3Session:
         async with asyncio.timeout(self.ctx.settings.idle_timeout):
             await self.conn.drain()
 
+    def _read_timeout(self, deadline: float) -> float:
+        """The idle timer, cut short by the absolute pre-login deadline while
+        no one has logged in: bytes trickled without a login never extend it
+        (slowloris; security-probes.md D1)."""
+        timeout = self.ctx.settings.idle_timeout
+        if self.core.state is State.AUTHORIZATION:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise TimeoutError("login timeout")
+            timeout = min(timeout, remaining)
+        return timeout
+
     async def _loop(self) -> None:
         core, conn = self.core, self.conn
+        deadline = asyncio.get_running_loop().time() + self.ctx.settings.login_timeout
         while True:
             action = core.next_action()
             if action is None:
                 if core.state is State.CLOSED:
                     return
                 await self._drain()
-                async with asyncio.timeout(self.ctx.settings.idle_timeout):
+                async with asyncio.timeout(self._read_timeout(deadline)):
                     data = await conn.read()
                 if not data:
                     return  # EOF before QUIT: nothing is removed

@@ -51,6 +51,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -85,6 +86,8 @@ AUTH_REQUIRED = "530 5.7.0 Authentication required"
 BARE_NEWLINE = "550 5.5.2 Message rejected: bare CR or LF in DATA (RFC 5321 section 2.3.8)"
 NUL_OCTET = "550 5.6.0 Message rejected: NUL octet in DATA (RFC 2045 section 2.8)"
 TEMP_FAILURE = "451 4.3.0 Local error in processing; try again later"
+#: The mail root is full (RFC 5321 §4.2.2 452; RFC 3463 4.3.1 "Mail system full").
+NO_STORAGE = "452 4.3.1 Insufficient system storage"
 
 #: RFC 5321 §4.5.3.2.7: a server should wait at least 5 minutes for a command.
 COMMAND_TIMEOUT_SECONDS = 300
@@ -507,5 +510,8 @@ class SmtpService:
                     log.info("relayed mail from %s to %s spooled as %s", meta["client"], remote, spool_id)
             except StorageError as error:
                 log.warning("delivery failed: %s", error)
+                cause = error.__cause__
+                if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+                    return NO_STORAGE  # a full disk says so (RFC 3463 4.3.1), never 250-then-lost
                 return TEMP_FAILURE
         return f"250 2.0.0 OK queued as {' '.join(ids)}"

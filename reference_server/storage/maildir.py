@@ -142,6 +142,11 @@ class MaildirStore(MailStore):
         base = self.user_dir(user)
         for sub in _SUBDIRS:
             os.makedirs(os.path.join(base, sub), mode=0o700, exist_ok=True)
+        # The lock file exists from the start, so a login still works when
+        # the disk (or its inodes) fills up later: the user can then fetch
+        # and delete mail to free space instead of getting [SYS/TEMP].
+        with contextlib.suppress(OSError):
+            os.close(os.open(os.path.join(base, ".pop3.lock"), os.O_RDWR | os.O_CREAT, 0o600))
 
     def deliver(self, user: str, data: bytes) -> str:
         base = self.user_dir(user)
