@@ -51,6 +51,28 @@ class RunningServer:
         return self.server.settings
 
 
+def open_client(
+    running: RunningServer,
+    mode: str,
+    tls_context: ssl.SSLContext,
+    timeout: float = 5.0,
+    ssl_context: ssl.SSLContext | None = None,
+) -> Pop3Client:
+    """A connected client for a server started with ``server_factory``
+    (``ssl_context`` overrides ``tls_context``, e.g. for a later STLS)."""
+    tls_context = ssl_context or tls_context
+    if mode == "implicit":
+        client = Pop3Client(
+            "127.0.0.1", running.port("pop3s"), tls="implicit", ssl_context=tls_context, timeout=timeout
+        )
+    elif mode == "stls":
+        client = Pop3Client("127.0.0.1", running.port(), tls="stls", ssl_context=tls_context, timeout=timeout)
+    else:
+        client = Pop3Client("127.0.0.1", running.port(), ssl_context=tls_context, timeout=timeout)
+    client.connect()
+    return client
+
+
 @pytest.fixture
 def lab(tmp_path: Path) -> Lab:
     """A fresh lab: accounts alice, bob (USER/PASS) and carol (APOP), password PASSWORD."""
@@ -100,20 +122,12 @@ def connect(server: RunningServer, tls_context: ssl.SSLContext) -> Iterator[Call
     """``connect(mode="plain"|"stls"|"implicit")``: a connected client."""
     clients: list[Pop3Client] = []
 
-    def open_client(mode: str = "plain", **kwargs: object) -> Pop3Client:
-        if mode == "implicit":
-            client = Pop3Client(
-                "127.0.0.1", server.port("pop3s"), tls="implicit", ssl_context=tls_context, **kwargs
-            )
-        elif mode == "stls":
-            client = Pop3Client("127.0.0.1", server.port(), tls="stls", ssl_context=tls_context, **kwargs)
-        else:
-            client = Pop3Client("127.0.0.1", server.port(), **kwargs)
-        client.connect()
+    def connect_mode(mode: str = "plain", **kwargs: object) -> Pop3Client:
+        client = open_client(server, mode, tls_context, **kwargs)
         clients.append(client)
         return client
 
-    yield open_client
+    yield connect_mode
     for client in clients:
         client.close()
 

@@ -24,26 +24,12 @@ import psutil
 import pytest
 
 from pop3suite.client import Pop3Client
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, open_client
 
 MODES = ["plain", "stls", "implicit"]
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def open_client(running, mode: str, tls_context: ssl.SSLContext, timeout: float = 5.0) -> Pop3Client:
-    """A connected client for a server started with ``server_factory``."""
-    if mode == "implicit":
-        client = Pop3Client(
-            "127.0.0.1", running.port("pop3s"), tls="implicit", ssl_context=tls_context, timeout=timeout
-        )
-    elif mode == "stls":
-        client = Pop3Client("127.0.0.1", running.port(), tls="stls", ssl_context=tls_context, timeout=timeout)
-    else:
-        client = Pop3Client("127.0.0.1", running.port(), ssl_context=tls_context, timeout=timeout)
-    client.connect()
-    return client
 
 
 def login_when_free(

@@ -20,7 +20,7 @@ import pytest
 
 from pop3suite.client import ConnectionClosed, Pop3Client
 from pop3suite.proto import BodyReader, parse_status_line
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, open_client
 
 MODES = ["plain", "stls", "implicit"]
 UID_RE = re.compile(rb"[\x21-\x7e]{1,70}")
@@ -59,20 +59,6 @@ def put_raw(lab, name: str, data: bytes, sub: str = "new", user: str = "alice") 
 def stored_files(lab, user: str = "alice") -> list[str]:
     base = maildir(lab, user)
     return sorted(p.name for sub in ("new", "cur") for p in (base / sub).iterdir())
-
-
-def open_client(running, mode: str, tls_context: ssl.SSLContext, timeout: float = 5.0) -> Pop3Client:
-    """A connected client for a server started with ``server_factory``."""
-    if mode == "implicit":
-        client = Pop3Client(
-            "127.0.0.1", running.port("pop3s"), tls="implicit", ssl_context=tls_context, timeout=timeout
-        )
-    elif mode == "stls":
-        client = Pop3Client("127.0.0.1", running.port(), tls="stls", ssl_context=tls_context, timeout=timeout)
-    else:
-        client = Pop3Client("127.0.0.1", running.port(), ssl_context=tls_context, timeout=timeout)
-    client.connect()
-    return client
 
 
 def login(pop: Pop3Client, user: str = "alice") -> Pop3Client:

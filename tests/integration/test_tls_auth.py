@@ -18,28 +18,14 @@ import warnings
 
 import pytest
 
-from pop3suite.client import Pop3Client, apop_timestamp
+from pop3suite.client import apop_timestamp
 from pop3suite.proto import parse_status_line
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, open_client
 
 MSGID_RE = re.compile(r"<[^<>@\s]+@[^<>@\s]+>")
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def open_client(running, mode: str, tls_context: ssl.SSLContext, timeout: float = 5.0) -> Pop3Client:
-    """A connected client for a server started with ``server_factory``."""
-    if mode == "implicit":
-        client = Pop3Client(
-            "127.0.0.1", running.port("pop3s"), tls="implicit", ssl_context=tls_context, timeout=timeout
-        )
-    elif mode == "stls":
-        client = Pop3Client("127.0.0.1", running.port(), tls="stls", ssl_context=tls_context, timeout=timeout)
-    else:
-        client = Pop3Client("127.0.0.1", running.port(), ssl_context=tls_context, timeout=timeout)
-    client.connect()
-    return client
 
 
 def recv_line(sock: socket.socket) -> bytes:
