@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -71,6 +72,23 @@ def open_client(
         client = Pop3Client("127.0.0.1", running.port(), ssl_context=tls_context, timeout=timeout)
     client.connect()
     return client
+
+
+def login_when_free(
+    open_fn: Callable[[], Pop3Client], user: str = "alice", patience: float = 5.0
+) -> Pop3Client:
+    """Log in, retrying while the ended session's lock is still being released."""
+    deadline = time.monotonic() + patience
+    while True:
+        pop = open_fn()
+        pop.user(user)
+        response = pop.pass_(PASSWORD, check=False)
+        if response.ok:
+            return pop
+        pop.close()
+        assert response.code == ("IN-USE",), response.raw
+        assert time.monotonic() < deadline, "maildrop still locked after the session ended"
+        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -17,36 +17,18 @@ import socket
 import ssl
 import struct
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import pytest
 
 from pop3suite.client import Pop3Client
-from tests.conftest import PASSWORD, open_client
+from tests.conftest import PASSWORD, login_when_free, open_client
 
 MODES = ["plain", "stls", "implicit"]
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def login_when_free(
-    open_fn: Callable[[], Pop3Client], user: str = "alice", patience: float = 5.0
-) -> Pop3Client:
-    """Log in, retrying while the ended session's lock is still being released."""
-    deadline = time.monotonic() + patience
-    while True:
-        pop = open_fn()
-        pop.user(user)
-        response = pop.pass_(PASSWORD, check=False)
-        if response.ok:
-            return pop
-        pop.close()
-        assert response.code == ("IN-USE",), response.raw
-        assert time.monotonic() < deadline, "maildrop still locked after the session ended"
-        time.sleep(0.05)
 
 
 def stored_files(lab, user: str = "alice") -> list[str]:

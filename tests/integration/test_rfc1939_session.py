@@ -13,14 +13,13 @@ from __future__ import annotations
 import re
 import socket
 import ssl
-import time
 from pathlib import Path
 
 import pytest
 
 from pop3suite.client import ConnectionClosed, Pop3Client
 from pop3suite.proto import BodyReader, parse_status_line
-from tests.conftest import PASSWORD, open_client
+from tests.conftest import PASSWORD, login_when_free, open_client
 
 MODES = ["plain", "stls", "implicit"]
 UID_RE = re.compile(rb"[\x21-\x7e]{1,70}")
@@ -325,14 +324,14 @@ def test_uidl_format_stable_and_never_reused(mode, connect, deliver, lab):
     for number, uid in first.items():
         assert pop.command(f"UIDL {number}").raw == f"+OK {number} {uid}\r\n".encode()
     pop.close()  # no QUIT: the UIDs must persist anyway
-    second = _login_when_free(lambda: connect(mode, timeout=5))
+    second = login_when_free(lambda: connect(mode, timeout=5))
     assert second.uidl() == first
     for number in first:
         second.dele(number)
     assert second.command("QUIT").ok
     new_uids = {deliver("alice", b"Subject: new %d\r\n\r\nx\r\n" % i) for i in range(5)}
     put_raw(lab, "1700000003.M4P1.test2", b"Subject: raw 2\n\nraw\n")
-    third = _login_when_free(lambda: connect(mode, timeout=5))
+    third = login_when_free(lambda: connect(mode, timeout=5))
     seen = set(third.uidl().values())
     assert len(seen) == 6 and new_uids <= seen
     assert not seen & set(first.values()), "a UID was reused"
@@ -348,7 +347,7 @@ def test_uid_unchanged_when_moved_to_cur_with_flags(mode, connect, lab):
     path.rename(maildir(lab) / "cur" / (path.name + ":2,S"))
     second = maildir(lab) / "new" / "1700000001.M2P1.test,S=22,W=22"
     second.rename(maildir(lab) / "cur" / (second.name + ":2,RS"))
-    again = _login_when_free(lambda: connect(mode, timeout=5))
+    again = login_when_free(lambda: connect(mode, timeout=5))
     assert again.uidl() == before
     assert again.retr(1) == b"Subject: move\r\n\r\nbody\r\n"
     assert again.retr(2) == b"Subject: two\r\n\r\nbody\r\n"
@@ -365,26 +364,8 @@ def test_message_moved_during_session_is_still_served_and_deleted(connect, lab):
     assert pop.dele(1).ok
     assert pop.command("QUIT").ok
     assert stored_files(lab) == ["1700000001.M2P1.test"]
-    again = _login_when_free(lambda: connect("plain", timeout=5))
+    again = login_when_free(lambda: connect("plain", timeout=5))
     assert again.uidl() == {1: uids[2]}
-
-
-def _login_when_free(open_client_fn, user: str = "alice", patience: float = 5.0) -> Pop3Client:
-    """Log in, retrying while the previous session's lock is still held."""
-    deadline = time.monotonic() + patience
-    while True:
-        pop = open_client_fn()
-        pop.user(user)
-        response = pop.pass_(PASSWORD, check=False)
-        if response.ok:
-            return pop
-        pop.close()
-        assert response.code == ("IN-USE",), response.raw
-        assert time.monotonic() < deadline, "maildrop still locked"
-        time.sleep(0.05)
-
-
-# -------------------------------------------------------------------- CAPA
 
 
 REQUIRED_CAPS = {"RESP-CODES", "PIPELINING", "TOP", "UIDL", "USER", "IMPLEMENTATION"}
