@@ -11,7 +11,7 @@ Options (mirrored by ``pop3suite check``)::
     --cafile FILE | --insecure
     --idle-timeout S      the server's configured idle timeout (timeout cases use it)
     --profile rfc|provider
-    --seed smtp|maildir:DIR|none
+    --seed smtp|maildir:DIR|exec:COMMAND|none
     --domain DOMAIN       mail domain for SMTP seeding (example.test)
     --allow-destructive   allow DELE+QUIT of the suite's own scratch messages
     --report DIR          results.json, junit.xml, report.html
@@ -63,7 +63,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--insecure", action="store_true", help="do not verify the server certificate")
     add("--idle-timeout", type=float, metavar="SECONDS", help="the server's idle timeout")
     add("--profile", choices=("rfc", "provider"), default=None, help="rfc (default) or provider")
-    add("--seed", metavar="ROUTE", help="smtp (default), maildir:DIR or none")
+    add("--seed", metavar="ROUTE", help="smtp (default), maildir:DIR, exec:COMMAND or none")
     add("--domain", metavar="DOMAIN", help="mail domain of the target user (example.test)")
     add("--allow-destructive", action="store_true", help="allow DELE+QUIT of scratch messages")
     add("--report", metavar="DIR", help="write results.json, junit.xml and report.html here")
@@ -387,7 +387,7 @@ def fixture_number(mailbox: MailboxIndex) -> Callable[[Pop3Client, str], int]:
             unimplemented(f"fixture {name!r} is not part of this run")
         number = mailbox.locate(client, name)
         if number is None:
-            unimplemented(f"fixture {name!r} is not in the maildrop (seed it: --seed smtp|maildir:DIR)")
+            unimplemented(f"fixture {name!r} is not in the maildrop (seed it with --seed)")
         return number
 
     return locate
@@ -399,7 +399,7 @@ def scratch(seeder: Seeder, target: Target) -> Callable[[int], list[str]]:
 
     def deliver(count: int = 1) -> list[str]:
         if not seeder.can_deliver:
-            unimplemented("no delivery route for scratch messages (--seed smtp with --smtp, or maildir:DIR)")
+            unimplemented("no delivery route for scratch messages (--seed smtp with --smtp, maildir:, exec:)")
         return seeder.deliver_scratch(count)
 
     return deliver

@@ -2,8 +2,10 @@
 
 Routes (``--seed``): ``smtp`` delivers to USER@DOMAIN through the target's
 SMTP port; ``maildir:DIR`` writes into the Maildir DIR (tmp/ then new/, the
-way a delivery agent does; bare-LF fixtures stay bare LF on disk); ``none``
-uses what is there, and cases that need an exact fixture become
+way a delivery agent does; bare-LF fixtures stay bare LF on disk);
+``exec:COMMAND`` runs ``COMMAND USER FILE`` (shell words; e.g. a peer
+script's ``seed DIR`` subcommand, which knows the server's own delivery
+path: mbox spool, LMTP, ...); ``none`` uses what is there, and cases that need an exact fixture become
 UNIMPLEMENTED.
 
 Messages are found by their ``X-Pop3suite-Fixture`` / ``X-Pop3suite-Scratch``
@@ -16,7 +18,10 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shlex
 import smtplib
+import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,11 +52,13 @@ class Seeder:
     def can_deliver(self) -> bool:
         if self.route == "smtp":
             return self.target.smtp is not None
-        return self.route == "maildir"
+        return self.route in ("maildir", "exec")
 
     def deliver(self, data: bytes) -> None:
         if self.route == "maildir":
             self._to_maildir(Path(self.target.seed.split(":", 1)[1]), data)
+        elif self.route == "exec":
+            self._by_command(self.target.seed.split(":", 1)[1], self.target.user.user, data)
         elif self.route == "smtp" and self.target.smtp is not None:
             recipient = f"{self.target.user.user}@{self.target.domain}"
             with smtplib.SMTP(self.target.smtp.host, self.target.smtp.port, timeout=30) as smtp:
@@ -70,6 +77,26 @@ class Seeder:
         with contextlib.suppress(OSError):  # let a privilege-dropping server read what root wrote
             os.chown(tmp, stat.st_uid, stat.st_gid)
         os.rename(tmp, maildir / "new" / unique)
+
+    @staticmethod
+    def _by_command(command: str, user: str, data: bytes) -> None:
+        """Run ``COMMAND USER FILE`` with the message in a temporary file."""
+        words = shlex.split(command)
+        if not words:
+            raise SeedError("--seed exec: needs a command, e.g. exec:'scripts/peers/cyrus.sh seed DIR'")
+        with tempfile.NamedTemporaryFile(prefix="pop3suite-seed-", suffix=".eml") as handle:
+            handle.write(data)
+            handle.flush()
+            os.chmod(handle.name, 0o644)  # a privilege-dropping delivery agent must read it
+            try:
+                result = subprocess.run(
+                    [*words, user, handle.name], capture_output=True, text=True, timeout=120
+                )
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise SeedError(f"--seed exec: {words[0]}: {exc}") from exc
+        if result.returncode != 0:
+            detail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise SeedError(f"--seed exec: {words[0]} exited {result.returncode}: {detail[0]}")
 
     def deliver_scratch(self, count: int = 1, size: int = 200) -> list[str]:
         """Deliver ``count`` small throw-away messages; return their nonces."""
