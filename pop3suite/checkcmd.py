@@ -52,7 +52,7 @@ def add_check_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--profile", choices=("rfc", "provider"), help="judge by the RFCs (default) or add provider rules"
     )
-    p.add_argument("--seed", metavar="smtp|maildir:DIR|exec:CMD|none", help="how fixtures get into the maildrop")
+    p.add_argument("--seed", metavar="ROUTE", help="smtp, maildir:DIR, exec:CMD or none: how fixtures get in")
     p.add_argument("--domain", help="mail domain of the user for SMTP seeding (default example.test)")
     p.add_argument("--allow-destructive", action="store_true", help="allow DELE+QUIT of scratch messages")
     p.add_argument("--report", metavar="DIR", help="write results.json, junit.xml and report.html")
