@@ -1,11 +1,14 @@
-"""Real peer servers for the project's tests: Dovecot started by
-scripts/peers/dovecot.sh on free loopback ports, stopped by PID.
+"""Real peer servers for the project's tests, each started by its own
+``scripts/peers/<name>.sh`` on free loopback ports and stopped by PID.
 
-Shared by the Dovecot peer tests and the conformance run against Dovecot.
+Every peer script has the same interface (start|stop|seed|status|env DIR)
+and writes ``DIR/peer.env``; :func:`check_args` turns that file into the
+``pop3suite check`` arguments for the server matrix.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -17,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -24,7 +28,8 @@ from pop3suite.client import Pop3Client
 from pop3suite.netutil import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "scripts" / "peers" / "dovecot.sh"
+PEER_SCRIPTS = ROOT / "scripts" / "peers"
+SCRIPT = PEER_SCRIPTS / "dovecot.sh"
 # Not under pytest's 0700 basetemp: Dovecot's unprivileged processes must
 # traverse every parent of the peer directory (see docs/peers.md).
 PEER_ROOT = Path("/var/tmp/pop3suite-peers")
@@ -36,6 +41,14 @@ class Peer:
     directory: Path
     env: dict[str, str]
     master_pid: int
+
+    @property
+    def name(self) -> str:
+        return self.env.get("PEER_NAME", self.directory.name)
+
+    @property
+    def has_tls(self) -> bool:
+        return bool(self.env.get("PEER_POP3S_PORT"))
 
     @property
     def pop3_port(self) -> int:
@@ -68,10 +81,10 @@ class Peer:
 
 
 def run_script(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60, script: Path = SCRIPT
 ) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout, env=env
+        ["bash", str(script), *args], capture_output=True, text=True, timeout=timeout, env=env
     )
 
 
@@ -99,24 +112,37 @@ def session_members(sid: int) -> list[int]:
 
 
 def log_tail(directory: Path) -> str:
-    try:
-        return "\n--- dovecot.log ---\n" + "\n".join(
-            (directory / "dovecot.log").read_text().splitlines()[-20:]
-        )
-    except OSError:
-        return ""
+    """The last lines of every ``*.log`` in the peer directory."""
+    parts = []
+    for log in sorted(directory.glob("*.log")):
+        try:
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+        except OSError:
+            continue
+        parts.append(f"\n--- {log.name} ---\n{tail}")
+    return "".join(parts)
+
+
+def _master_pid(name: str, directory: Path, env: dict[str, str]) -> int:
+    if env.get("PEER_PID", "").isdigit():
+        return int(env["PEER_PID"])
+    return int((directory / f"{name}.pid").read_text().split()[0])
 
 
 @contextmanager
-def dovecot_peer(password: str) -> Iterator[Peer]:
-    """Dovecot on free loopback ports (installed first if missing); skips
-    the calling test with the reason when it cannot run on this machine."""
-    installed = shutil.which("dovecot", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is not None
-    if not installed and shutil.which("apt-get") is None:
-        pytest.skip("Dovecot is not installed and apt-get is unavailable to install it")
+def running_peer(name: str, password: str, **settings: str) -> Iterator[Peer]:
+    """Peer ``name`` (``scripts/peers/<name>.sh``) on free loopback ports,
+    installed first if missing; skips the calling test with the script's
+    reason when the peer cannot run on this machine (exit 4)."""
+    script = PEER_SCRIPTS / f"{name}.sh"
+    if not script.exists():
+        raise FileNotFoundError(script)
+    if shutil.which("apt-get") is None and shutil.which("dpkg") is None:
+        pytest.skip(f"{name}: no apt-get/dpkg to install the peer")
     PEER_ROOT.mkdir(parents=True, exist_ok=True)
     PEER_ROOT.chmod(0o755)
-    directory = Path(tempfile.mkdtemp(prefix="test-", dir=PEER_ROOT))
+    directory = Path(tempfile.mkdtemp(prefix=f"test-{name}-", dir=PEER_ROOT))
+    directory.chmod(0o755)
     pop3_port = free_port()
     pop3s_port = free_port()
     while pop3s_port == pop3_port:
@@ -126,17 +152,55 @@ def dovecot_peer(password: str) -> Iterator[Peer]:
         "PEER_POP3_PORT": str(pop3_port),
         "PEER_POP3S_PORT": str(pop3s_port),
         "PEER_PASSWORD": password,
+        **settings,
     }
     started = time.monotonic()
-    result = run_script("start", str(directory), env=env, timeout=900)
+    result = run_script("start", str(directory), env=env, timeout=900, script=script)
     if result.returncode == UNAVAILABLE:
         shutil.rmtree(directory, ignore_errors=True)
-        pytest.skip(f"Dovecot peer cannot run here: {result.stderr.strip().splitlines()[-1]}")
+        pytest.skip(f"{name} peer cannot run here: {result.stderr.strip().splitlines()[-1]}")
     assert result.returncode == 0, result.stderr + log_tail(directory)
-    print(f"dovecot.sh start took {time.monotonic() - started:.2f} s: {result.stderr.strip()}")
-    master_pid = int((directory / "dovecot.pid").read_text())
+    print(f"{name}.sh start took {time.monotonic() - started:.2f} s: {result.stderr.strip()}")
+    peer_env = read_env(directory / "peer.env")
     try:
-        yield Peer(directory, read_env(directory / "peer.env"), master_pid)
+        yield Peer(directory, peer_env, _master_pid(name, directory, peer_env))
     finally:
-        run_script("stop", str(directory))
+        run_script("stop", str(directory), script=script)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def dovecot_peer(password: str) -> contextlib.AbstractContextManager[Peer]:
+    """Dovecot on free loopback ports (see :func:`running_peer`)."""
+    if shutil.which("dovecot", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is None and (
+        shutil.which("apt-get") is None
+    ):
+        pytest.skip("Dovecot is not installed and apt-get is unavailable to install it")
+    return running_peer("dovecot", password)
+
+
+def check_args(peer: Peer) -> list[str]:
+    """``pop3suite check`` arguments for a running peer, from its peer.env:
+    target URLs, trust anchor, extra accounts, seed route, expectations."""
+    env = peer.env
+    host = env.get("PEER_HOST", "127.0.0.1")
+    password = env["PEER_PASSWORD"]
+    user = f"{env.get('PEER_USER', 'alice')}:{quote(password, safe='')}"
+    pop3s = f"pop3s://{user}@{host}:{env['PEER_POP3S_PORT']}" if env.get("PEER_POP3S_PORT") else None
+    if env.get("PEER_POP3_PORT"):
+        args = [f"pop3://{user}@{host}:{env['PEER_POP3_PORT']}"] + (["--pop3s", pop3s] if pop3s else [])
+    elif pop3s:
+        args = [pop3s]
+    else:
+        raise ValueError(f"{peer.directory}/peer.env names no POP3 port")
+    args += ["--name", peer.name]
+    if env.get("PEER_CA"):
+        args += ["--cafile", env["PEER_CA"]]
+    if env.get("PEER_APOP_USER"):
+        args += ["--apop-user", f"{env['PEER_APOP_USER']}:{password}"]
+    if env.get("PEER_SECOND_USER"):
+        args += ["--second-user", f"{env['PEER_SECOND_USER']}:{password}"]
+    if env.get("PEER_SEED"):
+        args += ["--seed", env["PEER_SEED"], "--allow-destructive"]
+    if env.get("PEER_EXPECTATIONS") and Path(env["PEER_EXPECTATIONS"]).exists():
+        args += ["--expectations", env["PEER_EXPECTATIONS"]]
+    return args

@@ -285,6 +285,14 @@ write_env() {
     printf 'PEER_PASSWORD=%q\n' "$PEER_PASSWORD"
     printf 'PEER_MAILDIR_ROOT=%q\n' "$dir/mail"
     printf 'PEER_MAIL_USER=%q\n' "$PEER_MAIL_USER"
+    # What the server matrix needs to run `pop3suite check` against this peer.
+    printf 'PEER_VERSION=%q\n' "$(dpkg-query -W -f='${Version}' dovecot-pop3d 2>/dev/null || echo unknown)"
+    printf 'PEER_STLS=yes\n'
+    printf 'PEER_USER=alice\n'
+    printf 'PEER_SECOND_USER=bob\n'
+    printf 'PEER_APOP_USER=carol\n'
+    printf 'PEER_SEED=%q\n' "maildir:$dir/mail/alice"
+    printf 'PEER_EXPECTATIONS=%q\n' "$ROOT/conformance/expectations/dovecot.toml"
   } > "$dir/peer.env.tmp"
   chmod 600 "$dir/peer.env.tmp"
   mv -f "$dir/peer.env.tmp" "$dir/peer.env"
