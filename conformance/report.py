@@ -177,10 +177,14 @@ def render_matrix(documents: list[dict[str, Any]]) -> str:
 
 
 def render_markdown_matrix(documents: list[dict[str, Any]]) -> str:
+    """Cases as rows, one column per run (target and profile), totals first."""
     ids = sorted({c["id"] for d in documents for c in d["cases"]})
     lines = [
-        "| case | " + " | ".join(d["target"] for d in documents) + " |",
+        "| case | " + " | ".join(f"{d['target']} ({d['profile']})" for d in documents) + " |",
         "|---" * (len(documents) + 1) + "|",
+        "| **totals** | "
+        + " | ".join(", ".join(f"{k} {v}" for k, v in d["counts"].items() if v) for d in documents)
+        + " |",
     ]
     for case_id in ids:
         cells = []

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import shutil
 import ssl
 import subprocess
@@ -20,10 +19,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 
+from pop3suite import peers
 from pop3suite.client import Pop3Client
 from pop3suite.netutil import free_port
 
@@ -89,12 +88,7 @@ def run_script(
 
 
 def read_env(path: Path) -> dict[str, str]:
-    values = {}
-    for line in path.read_text().splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = shlex.split(line)[0].partition("=")
-            values[key] = value
-    return values
+    return peers.read_env(path)
 
 
 def session_members(sid: int) -> list[int]:
@@ -179,28 +173,5 @@ def dovecot_peer(password: str) -> contextlib.AbstractContextManager[Peer]:
 
 
 def check_args(peer: Peer) -> list[str]:
-    """``pop3suite check`` arguments for a running peer, from its peer.env:
-    target URLs, trust anchor, extra accounts, seed route, expectations."""
-    env = peer.env
-    host = env.get("PEER_HOST", "127.0.0.1")
-    password = env["PEER_PASSWORD"]
-    user = f"{env.get('PEER_USER', 'alice')}:{quote(password, safe='')}"
-    pop3s = f"pop3s://{user}@{host}:{env['PEER_POP3S_PORT']}" if env.get("PEER_POP3S_PORT") else None
-    if env.get("PEER_POP3_PORT"):
-        args = [f"pop3://{user}@{host}:{env['PEER_POP3_PORT']}"] + (["--pop3s", pop3s] if pop3s else [])
-    elif pop3s:
-        args = [pop3s]
-    else:
-        raise ValueError(f"{peer.directory}/peer.env names no POP3 port")
-    args += ["--name", peer.name]
-    if env.get("PEER_CA"):
-        args += ["--cafile", env["PEER_CA"]]
-    if env.get("PEER_APOP_USER"):
-        args += ["--apop-user", f"{env['PEER_APOP_USER']}:{password}"]
-    if env.get("PEER_SECOND_USER"):
-        args += ["--second-user", f"{env['PEER_SECOND_USER']}:{password}"]
-    if env.get("PEER_SEED"):
-        args += ["--seed", env["PEER_SEED"], "--allow-destructive"]
-    if env.get("PEER_EXPECTATIONS") and Path(env["PEER_EXPECTATIONS"]).exists():
-        args += ["--expectations", env["PEER_EXPECTATIONS"]]
-    return args
+    """``pop3suite check`` arguments for a running peer (from its peer.env)."""
+    return peers.check_args(peer.env)
