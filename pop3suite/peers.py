@@ -95,7 +95,12 @@ def run_script(
     name: str, *args: str, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["bash", str(script(name)), *args], capture_output=True, text=True, timeout=timeout, env=env
+        ["bash", str(script(name)), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        stdin=subprocess.DEVNULL,
     )
 
 

@@ -163,13 +163,13 @@ def running_peer(name: str, password: str, **settings: str) -> Iterator[Peer]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def dovecot_peer(password: str) -> contextlib.AbstractContextManager[Peer]:
+def dovecot_peer(password: str, **settings: str) -> contextlib.AbstractContextManager[Peer]:
     """Dovecot on free loopback ports (see :func:`running_peer`)."""
     if shutil.which("dovecot", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is None and (
         shutil.which("apt-get") is None
     ):
         pytest.skip("Dovecot is not installed and apt-get is unavailable to install it")
-    return running_peer("dovecot", password)
+    return running_peer("dovecot", password, **settings)
 
 
 def check_args(peer: Peer) -> list[str]:
