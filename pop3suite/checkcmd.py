@@ -9,6 +9,7 @@ from ``--expectations``).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -61,6 +62,11 @@ def add_check_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--expectations", metavar="FILE", help="known deviations (TOML: case id = reason)")
     p.add_argument("--source-address", metavar="ADDR", help="second local address for policy probes")
     p.add_argument("--name", help="the target's name in reports (default HOST:PORT)")
+    p.add_argument(
+        "--storage",
+        choices=("maildir", "mbox"),
+        help="mailbox format of the embedded reference server (default maildir; no URL only)",
+    )
     p.add_argument("-k", dest="keyword", metavar="EXPR", help="only cases matching EXPR (pytest -k)")
     p.add_argument("-v", "--verbose", action="store_true", help="one line per case")
     p.set_defaults(func=cmd_check)
@@ -96,6 +102,14 @@ def pytest_args(args: argparse.Namespace) -> list[str]:
 def cmd_check(args: argparse.Namespace) -> int:
     import pytest
 
+    if getattr(args, "storage", None):
+        if args.url or args.target_file:
+            print("pop3suite check: --storage is for the embedded server (no URL)", file=sys.stderr)
+            return 2
+        from conformance.embedded import STORAGE_ENV
+
+        os.environ[STORAGE_ENV] = args.storage
+
     code = pytest.main(pytest_args(args))
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
         print("pop3suite check: no case matched", file=sys.stderr)
@@ -104,14 +118,32 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def add_report_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="render reports, e.g. a matrix across several check --report DIRs")
-    p.add_argument("--matrix", nargs="+", metavar="DIR", required=True, help="check report directories")
-    p.add_argument("--out", default="results/matrix.html", help="HTML output (default results/matrix.html)")
-    p.add_argument("--markdown", metavar="FILE", help="also write a Markdown table")
+    p = sub.add_parser(
+        "report",
+        help="render reports: load/capacity runs (RUN...) or a matrix across check --report DIRs",
+        description="pop3suite report RUN... [--out DIR]: an HTML report with charts of load run "
+        "directories (run.json) or capacity directories (capacity.json). "
+        "pop3suite report --matrix DIR... [--out FILE] [--markdown FILE]: the conformance matrix.",
+    )
+    p.add_argument("runs", nargs="*", metavar="RUN", help="load run or capacity directories")
+    p.add_argument("--matrix", nargs="+", metavar="DIR", help="check report directories")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="with RUN: output directory (default the first RUN); "
+        "with --matrix: HTML file (default results/matrix.html)",
+    )
+    p.add_argument("--markdown", metavar="FILE", help="also write a Markdown table (--matrix only)")
     p.set_defaults(func=cmd_report)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    if bool(args.runs) == bool(args.matrix):
+        print("pop3suite report: give either RUN directories or --matrix DIR..., not both or neither",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    if args.runs:
+        return _cmd_load_report(args)
     from conformance import report
 
     documents = []
@@ -121,11 +153,28 @@ def cmd_report(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as error:
             print(f"pop3suite: error: {directory}: no readable results.json ({error})", file=sys.stderr)
             return 2
-    out = Path(args.out)
+    out = Path(args.out or "results/matrix.html")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report.render_matrix(documents), encoding="utf-8")
     print(f"matrix of {len(documents)} targets: {out}")
     if args.markdown:
         Path(args.markdown).write_text(report.render_markdown_matrix(documents), encoding="utf-8")
         print(f"markdown: {args.markdown}")
+    return 0
+
+
+def _cmd_load_report(args: argparse.Namespace) -> int:
+    """``pop3suite report RUN...``: the load/capacity report (load/report/)."""
+    from load.report import ReportInputError, render_report
+
+    if args.markdown:
+        print("pop3suite report: --markdown applies to --matrix only", file=sys.stderr)
+        return 2
+    out = Path(args.out or args.runs[0])
+    try:
+        html = render_report([Path(r) for r in args.runs], out)
+    except ReportInputError as error:
+        print(f"pop3suite: error: {error}", file=sys.stderr)
+        return 2
+    print(f"report: {html}")
     return 0

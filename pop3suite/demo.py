@@ -199,7 +199,7 @@ def run_load(results: Path, run_time: int = 15) -> tuple[int, str]:
 
 def run_demo(keep: bool = False, sessions: int = 20, results: str | Path = "results/demo") -> int:
     """Run the demo; return the exit status (0 when every check passed)."""
-    from reference_server.storage import MaildirStore
+    from reference_server.storage import open_store
 
     results = Path(results)
     print("pop3suite demo: starting a temporary lab with the reference server ...")
@@ -208,7 +208,7 @@ def run_demo(keep: bool = False, sessions: int = 20, results: str | Path = "resu
         settings = lab.settings  # type: ignore[attr-defined]
         password = lab.password  # type: ignore[attr-defined]
         print(f"  server: pop3 :{server.endpoints['pop3']}  pop3s :{server.endpoints['pop3s']}")
-        store = MaildirStore(str(settings.mail_root), fsync=False)
+        store = open_store(settings, fsync=False)
         for data in DEMO_MESSAGES.values():
             store.deliver("alice", data)
         expected = [expected_wire(data) for data in DEMO_MESSAGES.values()]
@@ -281,6 +281,12 @@ def run_demo(keep: bool = False, sessions: int = 20, results: str | Path = "resu
     code, summary = run_load(results / "load")
     if code != 0:
         failures.append(f"load run: exit {code}: {summary.strip()}")
+    try:  # the HTML report with charts of the load run (load/report/)
+        from load.report import render_report
+
+        print(f"  load report with charts: {render_report([results / 'load'], results / 'load')}")
+    except Exception as error:  # a broken report must not hide the load verdict above
+        failures.append(f"load report: {type(error).__name__}: {error}")
     if failures:
         print(f"\npop3suite demo: {len(failures)} FAILED checks:")
         for failure in failures[:20]:

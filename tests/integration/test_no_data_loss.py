@@ -5,7 +5,8 @@ Every way a session can end without that QUIT -- TCP reset, FIN, TLS close
 with or without close_notify, an abort in the middle of a RETR, the idle
 timer -- must leave the maildrop exactly as it was.  The exclusive lock,
 delivery during an open session and the memory bound of a 100 MB RETR to a
-client that stops reading are tested here too.
+client that stops reading are tested here too.  The session-ending, locking
+and delivery cases run on both storage backends (``BOTH_BACKENDS``).
 """
 
 from __future__ import annotations
@@ -23,9 +24,37 @@ import psutil
 import pytest
 
 from pop3suite.client import Pop3Client
+from reference_server.lab import Lab, LabOptions, create_lab
+from reference_server.storage import open_store
+from reference_server.storage.mbox import scan
 from tests.conftest import PASSWORD, login_when_free, open_client
 
 MODES = ["plain", "stls", "implicit"]
+#: Run a test on a Maildir lab and on an mbox lab (docs/storage.md).
+BOTH_BACKENDS = pytest.mark.parametrize("lab", ["maildir", "mbox"], indirect=True)
+
+
+@pytest.fixture
+def lab(tmp_path: Path, request: pytest.FixtureRequest) -> Lab:
+    """tests/conftest.py's lab, on the storage backend the test is
+    parametrised with (maildir unless ``BOTH_BACKENDS``)."""
+    ports = {"pop3_port": "auto", "pop3s_port": "auto"}
+    ports.update(smtp_port=0, submission_port=0, smtps_port=0)
+    options = LabOptions(
+        password=PASSWORD,
+        ports=ports,
+        login_failure_delay=0.05,
+        scrypt_n=2**10,
+        fsync=False,
+        storage=getattr(request, "param", "maildir"),
+    )
+    return create_lab(tmp_path / "lab", options)
+
+
+@pytest.fixture
+def deliver(lab: Lab):
+    """Local delivery through the lab's own backend."""
+    return open_store(lab.settings, fsync=False).deliver
 
 
 # ------------------------------------------------------------------ helpers
@@ -33,6 +62,9 @@ MODES = ["plain", "stls", "implicit"]
 
 def stored_files(lab, user: str = "alice") -> list[str]:
     base = Path(lab.settings.mail_root) / user
+    if lab.settings.storage == "mbox":  # read without the lock: a session may hold it
+        messages, _ = scan((base / "mbox").read_bytes(), str(base / "mbox"))
+        return [f"{m.uid},W={m.size}" for m in messages]
     return sorted(p.name for sub in ("new", "cur") for p in (base / sub).iterdir())
 
 
@@ -125,6 +157,7 @@ ENDINGS = [
 ]
 
 
+@BOTH_BACKENDS
 @pytest.mark.parametrize(("ending", "mode", "end"), ENDINGS, ids=[f"{e}-{m}" for e, m, _ in ENDINGS])
 def test_session_ended_without_quit_deletes_nothing(ending, mode, end, connect, deliver, lab):
     """DELE then an end without QUIT (RST, FIN, TLS close, abort mid-RETR) removes nothing (RFC 1939 §6)."""
@@ -142,6 +175,7 @@ def test_session_ended_without_quit_deletes_nothing(ending, mode, end, connect, 
     assert stored_files(lab) == files
 
 
+@BOTH_BACKENDS
 def test_quit_in_authorization_deletes_nothing(connect, deliver, lab):
     """DELE before login is refused and QUIT in AUTHORIZATION removes nothing (RFC 1939 §4, §6)."""
     mail = seed(deliver)
@@ -156,6 +190,7 @@ def test_quit_in_authorization_deletes_nothing(connect, deliver, lab):
     assert snapshot(again) == mail
 
 
+@BOTH_BACKENDS
 def test_dele_quit_removes_exactly_marked(connect, deliver, lab):
     """Positive control: DELE 1, 3 and QUIT remove exactly messages 1 and 3 (RFC 1939 §6)."""
     mail = seed(deliver, 5)
@@ -203,6 +238,7 @@ def test_commands_reset_idle_timer(server_factory, tls_context, deliver):
 # ------------------------------------------------------------ locking
 
 
+@BOTH_BACKENDS
 def test_second_login_gets_in_use_only_with_correct_credentials(connect, deliver):
     """A second login gets [IN-USE] only with valid credentials, else [AUTH]; then works (RFC 2449 §8.1.2)."""
     mail = seed(deliver, 2)
@@ -233,6 +269,7 @@ def test_second_login_gets_in_use_only_with_correct_credentials(connect, deliver
     assert snapshot(second) == {uid: mail[uid] for uid in list(mail)[1:]}
 
 
+@BOTH_BACKENDS
 def test_delivery_during_session_not_in_snapshot_and_survives_quit(connect, deliver):
     """Mail delivered mid-session is not in its numbering and survives its QUIT (RFC 1939 §4-6, R2)."""
     mail = seed(deliver, 3)
