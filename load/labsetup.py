@@ -53,6 +53,7 @@ def prepare(scenario: Scenario, directory: Path, workers: int = 1) -> tuple[Lab,
         login_failure_delay=0.2,
         scrypt_n=CHEAP_N,
         fsync=False,
+        **({"storage": scenario.storage} if scenario.storage != "maildir" else {}),
     )
     lab = create_lab(directory, options)
     accounts = scenario.accounts(workers)
@@ -64,7 +65,7 @@ def prepare(scenario: Scenario, directory: Path, workers: int = 1) -> tuple[Lab,
                 handle.write(f'[accounts.{name}]\npassword = "{{PLAIN}}{PASSWORD}"\napop = true\n\n')
             else:
                 handle.write(f'[accounts.{name}]\npassword = "{hashed}"\n\n')
-    store = MaildirStore(str(lab.settings.mail_root), fsync=False)
+    store = open_lab_store(lab)
     rng = random.Random(scenario.seed)
     events: list[tuple] = []
     for name, client in accounts.items():
@@ -75,6 +76,15 @@ def prepare(scenario: Scenario, directory: Path, workers: int = 1) -> tuple[Lab,
             store.deliver(name, data)
             events.append(("D", nonce, name, digest(data)))
     return lab, events
+
+
+def open_lab_store(lab: Lab):
+    """The lab's own store (maildir or mbox, as its config says)."""
+    try:
+        from reference_server.storage import open_store
+    except ImportError:  # a checkout without the storage factory: maildir only
+        return MaildirStore(str(lab.settings.mail_root), fsync=False)
+    return open_store(lab.settings, fsync=False)
 
 
 def start(scenario: Scenario, directory: Path, results: Path, workers: int = 1) -> EmbeddedTarget:

@@ -146,6 +146,7 @@ class Scenario:
     spawn_rate: float = 50.0
     idle_timeout: float = 600.0
     stop_timeout: float = 10.0  # a stopping user may finish its poll this long
+    storage: str = "maildir"  # embedded server's mail store: maildir | mbox
 
     @property
     def pop_users(self) -> int:
@@ -272,7 +273,14 @@ def load_scenario(source: str | Path) -> Scenario:
         spawn_rate=float(raw.get("spawn_rate", 50)),
         idle_timeout=float(raw.get("idle_timeout", 600)),
         stop_timeout=float(raw.get("stop_timeout", 10)),
+        storage=_storage(raw.get("storage", "maildir"), where),
     )
+
+
+def _storage(value: object, where: str) -> str:
+    if value not in ("maildir", "mbox"):
+        raise ScenarioError(f"{where}: storage: maildir or mbox, not {value!r}")
+    return str(value)
 
 
 def scenario_dir() -> Path:

@@ -29,7 +29,7 @@ def _fail(message: str) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from reference_server import config
+    from reference_server import config, passwords
     from reference_server.lab import DEFAULT_PORTS, LabOptions, create_lab
 
     ports = dict(DEFAULT_PORTS)
@@ -40,13 +40,19 @@ def cmd_init(args: argparse.Namespace) -> int:
                 return _fail(f"--{key.replace('_', '-')}: expected 0-65535 or 'auto', got {value!r}")
             ports[key] = value if value == "auto" else int(value)
     try:
-        lab = create_lab(args.dir, LabOptions(password=args.password, ports=ports, listen=args.listen))
+        options = LabOptions(password=args.password, ports=ports, listen=args.listen, storage=args.storage)
+        if args.scrypt_n is not None:
+            passwords.check_cost(args.scrypt_n)
+            options.scrypt_n = args.scrypt_n
+        lab = create_lab(args.dir, options)
     except FileExistsError as error:
         return _fail(str(error))
     except OSError as error:
         return _fail(f"cannot write lab in {args.dir}: {error.strerror}")
     except config.ConfigError as error:
         return _fail(str(error))
+    except passwords.BadHash as error:
+        return _fail(f"--scrypt-n: {error}")
     settings = lab.settings
     print(f"Lab written to {lab.directory}")
     print(f"  config:   {lab.config_path}")
@@ -77,7 +83,7 @@ def cmd_certs(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from reference_server import config
-    from reference_server.server import ReferenceServer
+    from reference_server.server import ReferenceServer, loop_factory
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -107,7 +113,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("pop3suite serve: stopped", flush=True)
         return 0
 
-    return asyncio.run(run())
+    factory, note = loop_factory(settings.event_loop)
+    if note:
+        print(f"pop3suite serve: {note}", flush=True)
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(run())
 
 
 # ---------------------------------------------------------------- deliver
@@ -115,7 +125,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_deliver(args: argparse.Namespace) -> int:
     from reference_server import config
-    from reference_server.storage import MaildirStore, StorageError
+    from reference_server.storage import StorageError, open_store
 
     try:
         settings = config.load(args.config)
@@ -128,7 +138,7 @@ def cmd_deliver(args: argparse.Namespace) -> int:
         )
     if user not in settings.accounts:
         return _fail(f"no account {user!r} in {settings.path}")
-    store = MaildirStore(str(settings.mail_root), fsync=settings.fsync)
+    store = open_store(settings)
     store.ensure_mailbox(user)
     sources = args.eml or ["-"]
     for source in sources:
@@ -180,6 +190,20 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="N",
             help=f"{label}; 0 = off, 'auto' = a free port",
         )
+    p.add_argument(
+        "--storage",
+        choices=("maildir", "mbox"),
+        default="maildir",
+        help="mailbox format (default maildir; mbox = one file per account, see docs/storage.md)",
+    )
+    p.add_argument(
+        "--scrypt-n",
+        type=int,
+        default=None,
+        metavar="N",
+        help="scrypt cost of the account hashes, a power of two (default 16384 = 2^14; lower = faster "
+        "logins, cheaper to brute-force; see docs/performance.md)",
+    )
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("serve", help="run the reference server until SIGINT/SIGTERM")
@@ -206,6 +230,18 @@ def build_parser() -> argparse.ArgumentParser:
     from .loadcmd import add_load_parser
 
     add_load_parser(sub)
+
+    from .interop.cli import add_clients_parser
+
+    add_clients_parser(sub)
+
+    from .capacitycmd import add_capacity_parser
+
+    add_capacity_parser(sub)
+
+    from .policycmd import add_policy_parser
+
+    add_policy_parser(sub)
 
     p = sub.add_parser("demo", help="the main job on the embedded reference server")
     p.add_argument("--keep", action="store_true", help="keep the temporary lab and print its path")

@@ -76,7 +76,6 @@ def _target_run(args: argparse.Namespace) -> dict:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from load.monitor import Monitor
     from load.scenario import ScenarioError, load_scenario
 
     try:
@@ -116,15 +115,9 @@ def cmd_load(args: argparse.Namespace) -> int:
             shutil.rmtree(lab_dir, ignore_errors=True)
         return _fail(str(error))
     run["workers"] = stride
-    run_file = results / "run.json"
-    run_file.write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
-    monitor = Monitor(run["server_pid"]).start() if run.get("server_pid") else None
     try:
-        code = _run_locust(scenario, args, results, run_file, workers)
+        code = run_load(scenario, results, run, workers, args.users)
     finally:
-        if monitor is not None:
-            monitor.stop()
-            monitor.write(results)
         if target is not None:
             target.stop()
         if lab_dir and not args.keep_lab:
@@ -137,11 +130,34 @@ def cmd_load(args: argparse.Namespace) -> int:
     return code
 
 
+def run_load(
+    scenario, results: Path, run: dict, workers: int = 0, users: int | None = None, log: Path | None = None
+) -> int:
+    """Write ``results/run.json``, monitor ``run["server_pid"]`` and run Locust
+    on a target that is already up; returns Locust's exit code.  Shared by
+    ``pop3suite load`` and ``pop3suite capacity`` (one call per cell), so both
+    run a scenario the same way.  ``log``: Locust's stdout/stderr go there
+    instead of this process's."""
+    from load.monitor import Monitor
+
+    run_file = results / "run.json"
+    run_file.write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
+    monitor = Monitor(run["server_pid"]).start() if run.get("server_pid") else None
+    try:
+        return _run_locust(scenario, users, results, run_file, workers, log)
+    finally:
+        if monitor is not None:
+            monitor.stop()
+            monitor.write(results)
+
+
 def locustfile() -> Path:
     return Path(__file__).resolve().parent.parent / "load" / "locustfile.py"
 
 
-def _run_locust(scenario, args: argparse.Namespace, results: Path, run_file: Path, workers: int) -> int:
+def _run_locust(
+    scenario, users: int | None, results: Path, run_file: Path, workers: int, log: Path | None = None
+) -> int:
     env = {
         **os.environ,
         "POP3SUITE_SCENARIO": str(scenario.path),
@@ -149,8 +165,8 @@ def _run_locust(scenario, args: argparse.Namespace, results: Path, run_file: Pat
         "POP3SUITE_WORKERS": str(max(1, workers)),
         "PYTHONUNBUFFERED": "1",
     }
-    if args.users:
-        env["POP3SUITE_USERS"] = str(args.users)
+    if users:
+        env["POP3SUITE_USERS"] = str(users)
     base = [sys.executable, "-m", "locust", "-f", str(locustfile())]
     common = ["--pop3-scenario", str(scenario.path), "--pop3-run", str(run_file.resolve())]
     stop_timeout = str(int(scenario.stop_timeout))
@@ -187,7 +203,8 @@ def _run_locust(scenario, args: argparse.Namespace, results: Path, run_file: Pat
     )
     # Bounded: the run time, the graceful stop and the final accounting.
     limit = scenario.run_time + float(stop_timeout) + 120
-    master = subprocess.Popen(main, env=env)
+    output = open(log, "ab") if log else None  # noqa: SIM115 - closed below
+    master = subprocess.Popen(main, env=env, stdout=output, stderr=output)
     try:
         code = master.wait(timeout=limit)
     except subprocess.TimeoutExpired:
@@ -195,6 +212,14 @@ def _run_locust(scenario, args: argparse.Namespace, results: Path, run_file: Pat
         master.wait()
         code = 1
         print(f"pop3suite load: Locust did not finish within {limit:.0f} s; killed", file=sys.stderr)
+    except KeyboardInterrupt:
+        # A terminal's Ctrl-C reaches Locust too; a SIGINT sent to this process alone does not.
+        master.terminate()
+        try:
+            master.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            master.kill()
+        raise
     finally:
         for proc in procs:
             try:
@@ -202,4 +227,6 @@ def _run_locust(scenario, args: argparse.Namespace, results: Path, run_file: Pat
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        if output is not None:
+            output.close()
     return code

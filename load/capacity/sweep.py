@@ -1,0 +1,383 @@
+"""Run the cells of a capacity grid, one ordinary load run each.
+
+Every cell gets its own scenario file (``DIR/cells/<id>/scenario.toml``,
+from :func:`load.capacity.grid.cell_scenario_toml`), a fresh embedded
+reference server with the cell's backend, pre-filled to the cell's mailbox
+size (:func:`load.labsetup.start`), and is run by
+:func:`pop3suite.loadcmd.run_load` exactly like ``pop3suite load`` runs a
+scenario, with results in ``DIR/cells/<id>/``.  Server CPU is the process'
+own CPU time (psutil ``cpu_times``, user + system, children included) read
+before and after the run, so other load on the machine does not count.
+Cells are bounded (users, run time, Locust's own limit); Ctrl-C stops the
+sweep after cleaning up the running cell and keeps the finished ones.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+from .grid import Cell, Grid, cell_scenario_toml
+
+POST_AUTH_STEPS = ("STAT", "UIDL", "LIST", "RETR", "DELE", "QUIT")
+CV_WINDOWS = 6  # windows per cell for the CV (at least 2 s each)
+
+
+def mbox_available() -> bool:
+    """Is the mbox backend in this checkout (LabOptions.storage + open_store)?"""
+    from reference_server.lab import LabOptions
+
+    try:
+        from reference_server.storage import open_store  # noqa: F401
+    except ImportError:
+        return False
+    return "storage" in {f.name for f in dataclasses.fields(LabOptions)}
+
+
+def _cpu_seconds(proc: psutil.Process) -> float:
+    t = proc.cpu_times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+class Refiller:
+    """Local delivery for delete cells: writes ``rate`` messages per second,
+    round-robin over the cell's accounts, straight into the lab's store (as
+    a local delivery agent would, so the POP server's CPU is not charged
+    for it), for ``duration`` seconds.  The ledger events are appended to
+    ``prefill.json``, which the Locust master reads at the end of the run."""
+
+    def __init__(
+        self, store, accounts: list[str], rate: float, grid: Grid, duration: float, events: Path
+    ) -> None:
+        self.store, self.accounts, self.rate, self.grid = store, accounts, rate, grid
+        self.duration, self.events_file = duration, events
+        self.delivered_bytes = 0
+        self.delivered = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="capacity-refill", daemon=True)
+
+    def _run(self) -> None:
+        import random
+        import uuid
+
+        from load.accounting import digest, make_message
+
+        rng = random.Random(self.grid.seed + 1)
+        events = json.loads(self.events_file.read_text(encoding="utf-8"))
+        started = time.monotonic()
+        due = started
+        while not self._stop.is_set() and due - started < self.duration:
+            if self._stop.wait(max(0.0, due - time.monotonic())):
+                break
+            account = self.accounts[self.delivered % len(self.accounts)]
+            nonce = uuid.uuid4().hex
+            data = make_message(nonce, self.grid.message_sizes.sample(rng), account)
+            self.store.deliver(account, data)
+            events.append(["D", nonce, account, digest(data)])
+            self.delivered += 1
+            self.delivered_bytes += len(data)
+            due += 1.0 / self.rate
+        self.events_file.write_text(json.dumps(events), encoding="utf-8")
+
+    def start(self) -> Refiller:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+class CpuSampler:
+    """(unix time, CPU seconds) of one process every second, for the CV."""
+
+    def __init__(self, pid: int) -> None:
+        self.proc = psutil.Process(pid)
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="capacity-cpu", daemon=True)
+
+    def read(self) -> float:
+        return _cpu_seconds(self.proc)
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                self.samples.append((time.time(), self.read()))
+            except psutil.Error:
+                return
+
+    def start(self) -> CpuSampler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(3)
+
+
+def _tree_bytes(root: str | Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                continue
+    return total
+
+
+def cpu_cv(samples: list[tuple[float, float]], history: Path) -> float | None:
+    """Coefficient of variation of server CPU per request over about six
+    windows of the active run (requests per poll are fixed within a cell, so
+    this is the CV of CPU per poll).  CPU time ticks are 10 ms, so short
+    cells at low load overstate it.  None with fewer than 3 usable windows."""
+    if len(samples) < 3 or not history.exists():
+        return None
+    counts: list[tuple[float, float]] = []
+    with open(history, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            if row.get("Name") == "Aggregated" and float(row.get("User Count") or 0) > 0:
+                counts.append((float(row["Timestamp"]), float(row["Total Request Count"])))
+    if len(counts) < 3:
+        return None
+
+    def at(series: list[tuple[float, float]], t: float) -> float:
+        value = series[0][1]
+        for ts, v in series:
+            if ts > t:
+                break
+            value = v
+        return value
+
+    start = max(samples[0][0], counts[0][0])
+    end = min(samples[-1][0], counts[-1][0])
+    window = max(2.0, (end - start) / CV_WINDOWS)
+    ratios = []
+    t = start
+    while t + window <= end + 1e-9:
+        requests = at(counts, t + window) - at(counts, t)
+        cpu = at(samples, t + window) - at(samples, t)
+        if requests > 0:
+            ratios.append(cpu / requests)
+        t += window
+    if len(ratios) < 3 or statistics.fmean(ratios) <= 0:
+        return None
+    return statistics.pstdev(ratios) / statistics.fmean(ratios)
+
+
+def measure(cell_dir: Path, cell: Cell, real_interval: float, run_time: float) -> dict:
+    """The cell's ``measured`` block from its steps.json (no CPU yet)."""
+    steps_file = cell_dir / "steps.json"
+    steps = json.loads(steps_file.read_text(encoding="utf-8")) if steps_file.exists() else {}
+    session = steps.get("SESSION", {})
+    polls = int(session.get("requests", 0))
+    failure_types = dict(session.get("failure_types", {}))
+    idle = 0
+    for name, row in steps.items():
+        if name.startswith(POST_AUTH_STEPS):
+            idle += int(row.get("failure_types", {}).get("Pop3ConnectionError", 0))
+    delivered = sum(r.get("octets", 0) for n, r in steps.items() if n.startswith("DELIVER"))
+    offered = cell.users / real_interval
+    return {
+        "polls": polls,
+        "polls_per_s": polls / run_time if run_time else 0.0,
+        "offered_polls_per_s": offered,
+        "server_cpu_s": None,
+        "cpu_per_poll_s": None,
+        "cpu_util": None,
+        "bytes_scanned_per_poll": None,
+        "bytes_sent_per_poll": session.get("octets", 0) / polls if polls else 0.0,
+        "delivered_bytes_per_poll": delivered / polls if polls else 0.0,
+        "p50_ms": session.get("p50_ms"),
+        "p95_ms": session.get("p95_ms"),
+        "p99_ms": session.get("p99_ms"),
+        "max_ms": session.get("max_ms"),
+        "errors": int(session.get("failures", 0)),
+        "timeouts": int(failure_types.get("Pop3Timeout", 0)),
+        "idle_timeouts": idle,
+        "error_types": failure_types,
+    }
+
+
+def _eta(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def run_cell(grid: Grid, cell: Cell, out: Path, run_time: float, external: dict | None) -> dict:
+    """Run one cell; returns its capacity.json entry."""
+    from load import labsetup
+    from load.scenario import load_scenario
+    from pop3suite.loadcmd import run_load
+
+    cell_dir = out / "cells" / cell.id
+    if cell_dir.exists():
+        shutil.rmtree(cell_dir)
+    cell_dir.mkdir(parents=True)
+    scenario_file = cell_dir / "scenario.toml"
+    scenario_file.write_text(cell_scenario_toml(grid, cell, run_time), encoding="utf-8")
+    scenario = load_scenario(scenario_file)
+    real_interval = grid.real_interval(cell)
+    lab_dir: Path | None = None
+    target = None
+    sampler: CpuSampler | None = None
+    refiller: Refiller | None = None
+    cpu0 = cpu1 = None
+    size_before = size_after = None
+    try:
+        if external is None:
+            lab_dir = Path(tempfile.mkdtemp(prefix="pop3suite-capacity-"))
+            target = labsetup.start(scenario, lab_dir / "lab", cell_dir)
+            run = target.run
+            size_before = _tree_bytes(run["mail_root"]) / cell.users
+        else:
+            run = dict(external)
+        if external is None and cell.behaviour == "delete" and grid.refill == "local":
+            from load.labsetup import open_lab_store
+
+            rate = cell.users * grid.delete_per_poll / real_interval
+            accounts = list(scenario.accounts())
+            events = Path(run["prefill"])
+            refiller = Refiller(open_lab_store(target.lab), accounts, rate, grid, run_time, events).start()
+        if run.get("server_pid"):
+            sampler = CpuSampler(int(run["server_pid"]))
+            cpu0 = sampler.read()
+            sampler.start()
+        code = run_load(scenario, cell_dir, run, 0, None, log=cell_dir / "locust.log")
+        if sampler is not None:
+            cpu1 = sampler.read()
+            sampler.stop()
+        if external is None:
+            size_after = _tree_bytes(run["mail_root"]) / cell.users
+    finally:
+        if sampler is not None:
+            sampler.stop()
+        if refiller is not None:
+            refiller.stop()
+        if target is not None:
+            target.stop()
+        if lab_dir is not None:
+            shutil.rmtree(lab_dir, ignore_errors=True)
+    measured = measure(cell_dir, cell, real_interval, run_time)
+    measured["locust_exit"] = code
+    measured["refill"] = grid.refill if cell.behaviour == "delete" else None
+    if refiller is not None and measured["polls"]:
+        measured["delivered_bytes_per_poll"] = refiller.delivered_bytes / measured["polls"]
+        measured["refill_messages"] = refiller.delivered
+    if size_before is not None and size_after is not None:
+        measured["bytes_scanned_per_poll"] = (size_before + size_after) / 2
+        measured["mailbox_bytes_start"] = size_before
+        measured["mailbox_bytes_end"] = size_after
+    else:
+        measured["bytes_scanned_per_poll"] = cell.mailbox_mb * 1e6  # external: the nominal size
+    if cpu0 is not None and cpu1 is not None:
+        cpu = cpu1 - cpu0
+        measured["server_cpu_s"] = cpu
+        measured["cpu_util"] = cpu / run_time
+        measured["cpu_per_poll_s"] = cpu / measured["polls"] if measured["polls"] else None
+        measured["cpu_per_poll_cv"] = cpu_cv(
+            sampler.samples if sampler else [], cell_dir / "locust_stats_history.csv"
+        )
+    return {
+        "id": cell.id,
+        "dir": f"cells/{cell.id}",
+        "params": {
+            "backend": cell.backend,
+            "tls": cell.tls,
+            "mailbox_bytes": round(measured["bytes_scanned_per_poll"]),
+            "mailbox_mb": cell.mailbox_mb,
+            "messages": grid.messages(cell),
+            "poll_interval_s": cell.poll_interval,
+            "real_poll_interval_s": real_interval,
+            "behaviour": cell.behaviour,
+            "users": cell.users,
+            "run_time_s": run_time,
+            "idle_timeout_s": grid.idle_timeout,
+        },
+        "measured": measured,
+        "saturated": False,
+        "saturation_reasons": [],
+        "held_out": False,
+    }
+
+
+def run_sweep(
+    grid: Grid,
+    out: Path,
+    quick: bool = False,
+    external: dict | None = None,
+    on_cell: Callable[[list[dict]], None] | None = None,
+) -> tuple[list[dict], list[dict], bool]:
+    """Run every cell.  Returns (cell entries, skipped cells, interrupted).
+    ``on_cell`` is called with the entries so far after each cell, so the
+    caller can keep ``capacity.json`` current."""
+    run_time = min(grid.cell_time, grid.quick_cell_time) if quick else grid.cell_time
+    cells = list(grid.cells)
+    skipped: list[dict] = []
+    if external is not None:
+        backends = {c.backend for c in cells}
+        if len(backends) > 1:
+            keep = sorted(backends)[0]
+            skipped += [
+                {"id": c.id, "reason": "external target: one backend"} for c in cells if c.backend != keep
+            ]
+            cells = [c for c in cells if c.backend == keep]
+    elif any(c.backend == "mbox" for c in cells) and not mbox_available():
+        skipped += [
+            {"id": c.id, "reason": "mbox backend not in this checkout"} for c in cells if c.backend == "mbox"
+        ]
+        cells = [c for c in cells if c.backend != "mbox"]
+        print(
+            f"capacity: the mbox backend is not available; skipping {len(skipped)} mbox cells",
+            file=sys.stderr,
+        )
+    done: list[dict] = []
+    started = time.monotonic()
+    per_cell_guess = run_time + 15.0  # lab, Locust start-up and accounting
+    for i, cell in enumerate(cells, 1):
+        elapsed = time.monotonic() - started
+        per_cell = elapsed / len(done) if done else per_cell_guess
+        print(
+            f"capacity: cell {i}/{len(cells)} {cell.id}: {cell.backend}, tls {cell.tls}, "
+            f"{cell.mailbox_mb:g} MB ({grid.messages(cell)} msgs), poll every {cell.poll_interval:g} s "
+            f"({grid.real_interval(cell):g} s real), {cell.behaviour}, {cell.users} users, {run_time:g} s; "
+            f"ETA {_eta(per_cell * (len(cells) - i + 1))}",
+            file=sys.stderr,
+            flush=True,
+        )
+        try:
+            entry = run_cell(grid, cell, out, run_time, external)
+        except KeyboardInterrupt:
+            print(
+                f"capacity: interrupted in cell {cell.id}; keeping {len(done)} finished cells",
+                file=sys.stderr,
+            )
+            return done, skipped, True
+        m = entry["measured"]
+        nan = float("nan")
+        cpp = m["cpu_per_poll_s"] * 1000 if m["cpu_per_poll_s"] is not None else nan
+        cv = m.get("cpu_per_poll_cv")
+        print(
+            f"capacity:   {m['polls']} polls ({m['polls_per_s']:.2f}/s of "
+            f"{m['offered_polls_per_s']:.2f} offered), CPU/poll {cpp:.2f} ms, "
+            f"cv {cv if cv is not None else nan:.2f}, p95 {m['p95_ms'] or 0:.0f} ms, errors {m['errors']}",
+            file=sys.stderr,
+            flush=True,
+        )
+        done.append(entry)
+        if on_cell is not None:
+            on_cell(done)
+    return done, skipped, False
