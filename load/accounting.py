@@ -25,11 +25,11 @@ in ``report_to_master``.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+
+from reference_server.storage import MailStore, UnknownMailbox
 
 NONCE_HEADER = b"X-Pop3suite-Nonce"
 _FILLER_LINE = b"The quick brown fox jumps over the lazy dog; pack my box with five dozen jugs.\r\n"
@@ -196,22 +196,24 @@ class Ledger:
         return report
 
 
-def scan_maildirs(mail_root: str | Path, accounts: Iterable[str]) -> dict[str, str]:
-    """Nonces of the messages in the given Maildir accounts (new/ and cur/)."""
+def scan_store(store: MailStore, accounts: Iterable[str]) -> dict[str, str]:
+    """Nonces of the messages left in the given accounts, read through the
+    storage interface (Maildir or mbox alike) after the run.
+
+    Opening a maildrop takes its lock like a POP3 session would; a mailbox
+    that is still locked (a session that outlived the run) raises
+    :class:`~reference_server.storage.MaildropLocked`, so the ledger says
+    "unknown" rather than guessing."""
     found: dict[str, str] = {}
     for account in accounts:
-        for sub in ("new", "cur"):
-            directory = Path(mail_root) / account / sub
-            try:
-                entries = list(os.scandir(directory))
-            except FileNotFoundError:
-                continue
-            for entry in entries:
-                try:
-                    with open(entry.path, "rb") as handle:
-                        nonce = find_nonce(handle.read(4096))
-                except FileNotFoundError:
-                    continue
+        try:
+            maildrop = store.open_maildrop(account)
+        except UnknownMailbox:
+            continue
+        with maildrop:
+            for number in range(1, len(maildrop.messages) + 1):
+                with maildrop.open_message(number) as handle:
+                    nonce = find_nonce(handle.read(4096))
                 if nonce:
                     found[nonce] = account
     return found

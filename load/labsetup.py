@@ -19,7 +19,7 @@ from pathlib import Path
 from pop3suite.demo import ServerProcess, start_server
 from reference_server import passwords
 from reference_server.lab import Lab, LabOptions, create_lab
-from reference_server.storage import MaildirStore
+from reference_server.storage import open_store
 
 from .accounting import digest, make_message
 from .scenario import Scenario, prefill_plan
@@ -80,10 +80,6 @@ def prepare(scenario: Scenario, directory: Path, workers: int = 1) -> tuple[Lab,
 
 def open_lab_store(lab: Lab):
     """The lab's own store (maildir or mbox, as its config says)."""
-    try:
-        from reference_server.storage import open_store
-    except ImportError:  # a checkout without the storage factory: maildir only
-        return MaildirStore(str(lab.settings.mail_root), fsync=False)
     return open_store(lab.settings, fsync=False)
 
 
@@ -100,6 +96,7 @@ def start(scenario: Scenario, directory: Path, results: Path, workers: int = 1) 
         "cafile": str(lab.ca_file),
         "password": PASSWORD,
         "mail_root": str(lab.settings.mail_root),
+        "storage": lab.settings.storage,
         "server_pid": server.process.pid,
         "prefill": str(results / "prefill.json"),
         "prefilled": len(events),

@@ -40,6 +40,7 @@ except ImportError:  # run as `locust -f load/locustfile.py` from a checkout
 from load import accounting, verdicts
 from load.scenario import load_scenario
 from load.users import CONTEXT, make_pop3_class, make_smtp_class
+from reference_server.storage import make_store
 
 
 def _early_option(flag: str, env: str, default: str | None = None) -> str | None:
@@ -220,7 +221,8 @@ def _finish(environment, **_kw) -> None:
     left = None
     try:
         if run.get("mail_root"):
-            left = accounting.scan_maildirs(run["mail_root"], accounts)
+            store = make_store(run.get("storage", "maildir"), run["mail_root"], fsync=False)
+            left = accounting.scan_store(store, accounts)
         elif run.get("scan_pop3", True):
             left = _scan_remote(accounts)
     except Exception as error:  # report it; the ledger then says lost = unknown

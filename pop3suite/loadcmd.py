@@ -180,7 +180,7 @@ def _run_locust(
         "--stop-timeout", stop_timeout,
         "--pop3-run-time", str(scenario.run_time),
         "--pop3-results", str(results),
-        "--csv", str(results / "locust"),
+        "--csv", str(results / "locust"), "--csv-full-history",
         "--html", str(results / "locust.html"),
         "--loglevel", "WARNING",
     ]  # fmt: skip

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_load(*args: str, timeout: float = 55) -> subprocess.CompletedProcess[str]:
+def run_load(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pop3suite", "load", *args],
         capture_output=True,
