@@ -22,6 +22,7 @@ Options (mirrored by ``pop3suite check``)::
 
 from __future__ import annotations
 
+import socket
 import ssl
 import time
 import tomllib
@@ -325,14 +326,47 @@ def mailbox(target: Target, seeder: Seeder, capabilities: dict[str, str]) -> Mai
     return build_index(target, seeder, set(capabilities))
 
 
+# RFC 1939's optional commands, older than CAPA: a server without CAPA can
+# only be asked by trying them.
+PROBED_WITHOUT_CAPA = ("TOP", "UIDL")
+
+
+@pytest.fixture(scope="session")
+def probed_commands(
+    request: pytest.FixtureRequest, target: Target, capabilities: dict[str, str]
+) -> frozenset[str]:
+    """For a server without CAPA (such as popa3d): which of TOP and UIDL work,
+    found by trying them on the seeded maildrop.  Empty when CAPA exists,
+    since then the suite goes by what CAPA advertises."""
+    if capabilities:
+        return frozenset()
+    request.getfixturevalue("mailbox")  # TOP needs a message to try it on
+    found = set()
+    with target.client("plain" if target.pop3 else "implicit") as pop:
+        pop.login(target.user.user, target.user.password)
+        if pop.command("UIDL", check=False).ok:
+            pop.read_body()
+            found.add("UIDL")
+        if pop.stat()[0] and pop.command("TOP 1 0", check=False).ok:
+            pop.read_body()
+            found.add("TOP")
+        pop.quit()
+    return frozenset(found)
+
+
 @pytest.fixture
-def need(capabilities: dict[str, str]) -> Callable[[str], str]:
-    """``need("TOP")``: the capability's arguments, or UNIMPLEMENTED."""
+def need(request: pytest.FixtureRequest, capabilities: dict[str, str]) -> Callable[[str], str]:
+    """``need("TOP")``: the capability's arguments, or UNIMPLEMENTED.  Without
+    CAPA at all, TOP and UIDL count if they work (:func:`probed_commands`)."""
 
     def require(tag: str) -> str:
-        if tag not in capabilities:
-            unimplemented(f"{tag} is not advertised in CAPA")
-        return capabilities[tag]
+        if tag in capabilities:
+            return capabilities[tag]
+        if not capabilities and tag in PROBED_WITHOUT_CAPA:
+            if tag in request.getfixturevalue("probed_commands"):
+                return ""
+            unimplemented(f"CAPA is not implemented and {tag} does not work")
+        unimplemented(f"{tag} is not advertised in CAPA")
 
     return require
 
@@ -374,6 +408,34 @@ def pop(
 
     yield connect
     for client in clients:
+        close_and_wait(client)
+
+
+#: How long a case's teardown waits for the server to drop a session it left open.
+TEARDOWN_CLOSE_WAIT = 3.0
+
+
+def close_and_wait(client: Pop3Client, timeout: float = TEARDOWN_CLOSE_WAIT) -> None:
+    """End a session the case left open without QUIT (no UPDATE state), and
+    wait up to ``timeout`` s for the server to close its end too.
+
+    Exists because the next case logs in at once: a server that aborts the
+    session only after reading our EOF (GNU Mailutils releases the maildrop
+    lock, then closes) would otherwise still hold the lock and answer the
+    next case's PASS with ``[IN-USE]``.
+    """
+    sock = client.sock
+    if sock is None:
+        return
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(timeout)
+        deadline = time.monotonic() + timeout
+        while sock.recv(65536) and time.monotonic() < deadline:
+            pass
+    except (OSError, ValueError):
+        pass  # reset, timeout or a TLS error: the session is over for us either way
+    finally:
         client.close()
 
 
@@ -418,23 +480,46 @@ def home_mode(target: Target, capabilities: dict[str, str]) -> str:
 
 #: Longest LOGIN-DELAY the suite waits out; above it, use an account without one.
 MAX_LOGIN_DELAY_WAIT = 15
+#: How long a login retries ``[IN-USE]`` left by the previous case's session.
+IN_USE_WAIT = 10
 
 
 def login_with_delay(client: Pop3Client, credentials: Credentials, capabilities: dict[str, str]) -> None:
     """USER/PASS, waiting out a short advertised LOGIN-DELAY (RFC 2449 §6.5)
-    once, so a server with LOGIN-DELAY can still be tested."""
-    try:
-        client.login(credentials.user, credentials.password)
-    except ErrResponse as error:
-        delay = capabilities.get("LOGIN-DELAY", "").split()
-        if error.response.code != ("LOGIN-DELAY",) or not delay or not delay[0].isdigit():
-            raise
-        if int(delay[0]) > MAX_LOGIN_DELAY_WAIT:
-            unimplemented(f"LOGIN-DELAY {delay[0]} s: give an account without a login delay")
-        time.sleep(int(delay[0]) + 0.5)
+    once, so a server with LOGIN-DELAY can still be tested.
+
+    ``[IN-USE]`` is retried for up to IN_USE_WAIT s: the previous case's
+    clients are closed without QUIT at teardown, and a server that refuses
+    a locked maildrop at once (GNU Mailutils) may still be tearing that
+    session down when the next case logs in (RFC 1939 §6 sets no timing).
+    Cases about ``[IN-USE]`` itself log in with ``login=False``."""
+    deadline = time.monotonic() + IN_USE_WAIT
+    while True:
+        try:
+            client.login(credentials.user, credentials.password)
+            return
+        except ErrResponse as error:
+            if error.response.code != ("IN-USE",) or time.monotonic() > deadline:
+                _login_delay(client, credentials, capabilities, error)
+                return
+        time.sleep(0.25)
         client.close()
         client.connect()
-        client.login(credentials.user, credentials.password)
+
+
+def _login_delay(
+    client: Pop3Client, credentials: Credentials, capabilities: dict[str, str], error: ErrResponse
+) -> None:
+    """Wait out a short LOGIN-DELAY once and log in again, else re-raise ``error``."""
+    delay = capabilities.get("LOGIN-DELAY", "").split()
+    if error.response.code != ("LOGIN-DELAY",) or not delay or not delay[0].isdigit():
+        raise error
+    if int(delay[0]) > MAX_LOGIN_DELAY_WAIT:
+        unimplemented(f"LOGIN-DELAY {delay[0]} s: give an account without a login delay")
+    time.sleep(int(delay[0]) + 0.5)
+    client.close()
+    client.connect()
+    client.login(credentials.user, credentials.password)
 
 
 def login_error(client: Pop3Client, user: str, password: str) -> Any:

@@ -76,15 +76,41 @@ def fixture_name(head: bytes) -> str | None:
     return head[start + len(HEADER) : end].strip().decode("ascii", "replace")
 
 
+#: Header fields a final delivery agent adds at the end of the header block
+#: when the message has none (Cyrus lmtpd: Message-ID:, Date:).
+DELIVERY_ADDED_FIELDS = (b"message-id:", b"date:")
+
+
 def matches(retrieved: bytes, fixture: Fixture) -> bool:
     """True if ``retrieved`` is the fixture byte for byte, allowing only
     trace header lines that a delivery agent prepends (Received:,
     Return-Path:, Delivered-To: ... ; anything before our first header that
-    contains no blank line)."""
+    contains no blank line), and a Message-ID:/Date: line it appends to the
+    header block when the fixture has no such field."""
     wire = fixture.wire
     if retrieved == wire:
         return True
+    return any(_trace_prefixed(c, wire) for c in (retrieved, _without_added_fields(retrieved, wire)))
+
+
+def _trace_prefixed(retrieved: bytes, wire: bytes) -> bool:
     if not retrieved.endswith(wire):
         return False
     prefix = retrieved[: -len(wire)]
     return prefix.endswith(b"\r\n") and b"\r\n\r\n" not in prefix and not prefix.startswith(b"\r\n")
+
+
+def _without_added_fields(retrieved: bytes, wire: bytes) -> bytes:
+    """``retrieved`` without the DELIVERY_ADDED_FIELDS lines that end its
+    header block, for the fields the fixture itself lacks."""
+    head, blank, body = retrieved.partition(b"\r\n\r\n")
+    if not blank:
+        return retrieved
+    fixture_head = wire.partition(b"\r\n\r\n")[0]
+    present = {line.split(b":", 1)[0].lower() + b":" for line in fixture_head.split(b"\r\n")}
+    lines = head.split(b"\r\n")
+    while len(lines) > 1 and lines[-1].lower().startswith(DELIVERY_ADDED_FIELDS):
+        if lines[-1].split(b":", 1)[0].lower() + b":" in present:
+            break
+        lines.pop()
+    return b"\r\n".join(lines) + blank + body
