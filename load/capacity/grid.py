@@ -25,7 +25,7 @@ MB = 1_000_000
 _TOP_KEYS = {
     "name", "description", "seed", "cell_time", "quick_cell_time", "time_compression", "spawn_rate",
     "idle_timeout", "client_timeout", "message_sizes", "delete_per_poll", "refill", "hold_out", "grid",
-    "slo", "guidance",
+    "slo", "guidance", "load_series",
 }  # fmt: skip
 _GRID_KEYS = {"backend", "tls", "mailbox_mb", "poll_interval", "behaviour", "users"}
 _SLO_KEYS = {"p95_ms", "error_rate"}
@@ -177,6 +177,24 @@ def _sizes(value: object, where: str) -> SizeDistribution:
         raise GridError(str(error)) from None
 
 
+def _cells(axes: dict, where: str, defaults: dict | None) -> tuple[Cell, ...]:
+    """The product of one table's axes; an axis missing here comes from
+    ``defaults`` (the main grid) when given."""
+    merged = {**(defaults or {}), **axes}
+    backends = ("maildir",)
+    if "backend" in merged:
+        backends = _list(merged, "backend", where, str, ("maildir", "mbox"))
+    tls = _list(merged, "tls", where, str, ("none", "stls", "implicit"))
+    sizes = _list(merged, "mailbox_mb", where, float)
+    intervals = _list(merged, "poll_interval", where, float)
+    behaviours = _list(merged, "behaviour", where, str, ("keep", "delete"))
+    users = _list(merged, "users", where, int) if "users" in merged else (4,)
+    return tuple(
+        Cell(b, t, s, i, h, u)
+        for b, t, s, h, i, u in itertools.product(backends, tls, sizes, behaviours, intervals, users)
+    )
+
+
 def load_grid(source: str | Path) -> Grid:
     """Read a capacity scenario by path or name (``capacity-quick``).
 
@@ -198,16 +216,17 @@ def load_grid(source: str | Path) -> Grid:
         raise GridError(f"{where}: no [grid] table (the axes of the sweep)")
     gw = f"{where}: grid"
     _unknown(axes, _GRID_KEYS, gw)
-    backends = _list(axes, "backend", gw, str, ("maildir", "mbox")) if "backend" in axes else ("maildir",)
-    tls = _list(axes, "tls", gw, str, ("none", "stls", "implicit"))
-    sizes = _list(axes, "mailbox_mb", gw, float)
-    intervals = _list(axes, "poll_interval", gw, float)
-    behaviours = _list(axes, "behaviour", gw, str, ("keep", "delete"))
-    users = _list(axes, "users", gw, int) if "users" in axes else (4,)
-    cells = tuple(
-        Cell(b, t, s, i, h, u)
-        for b, t, s, h, i, u in itertools.product(backends, tls, sizes, behaviours, intervals, users)
-    )
+    cells = _cells(axes, gw, None)
+    series = raw.get("load_series")
+    if series is not None:
+        # A second, smaller grid merged into the first: typically one shape at
+        # rising user counts, so even a quick run has a latency-vs-load curve
+        # (and a knee to look for).  Axes it leaves out are the main grid's.
+        if not isinstance(series, dict):
+            raise GridError(f"{where}: load_series must be a table like [grid]")
+        _unknown(series, _GRID_KEYS, f"{where}: load_series")
+        known = {c.id for c in cells}
+        cells += tuple(c for c in _cells(series, f"{where}: load_series", axes) if c.id not in known)
     slo = raw.get("slo", {})
     _unknown(slo, _SLO_KEYS, f"{where}: slo")
     hold_out = str(raw.get("hold_out", "auto"))

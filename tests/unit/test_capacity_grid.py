@@ -37,8 +37,22 @@ def _write(tmp_path: Path, text: str) -> Path:
 def test_shipped_grids_parse() -> None:
     quick = load_grid("capacity-quick")
     full = load_grid("capacity-full")
-    assert len(quick.cells) == 24 and len(full.cells) == 96
+    assert len(quick.cells) == 26 and len(full.cells) == 96  # quick: 24 + a 3-point load series (1 shared)
     assert {c.backend for c in quick.cells} == {"maildir", "mbox"}
+
+
+def test_load_series_merges_into_the_grid(tmp_path: Path) -> None:
+    """[load_series] adds one shape at more load points; axes it leaves out
+    come from [grid], and a cell both tables name appears once."""
+    text = GOOD.replace("[slo]", '[load_series]\nbackend = ["mbox"]\ntls = ["none"]\nmailbox_mb = [4]\n'
+                        'behaviour = ["keep"]\nusers = [3, 9, 27]\n[slo]')  # fmt: skip
+    grid = load_grid(_write(tmp_path, text))
+    series = [c for c in grid.cells if c.backend == "mbox" and c.tls == "none" and c.mailbox_mb == 4
+              and c.behaviour == "keep"]  # fmt: skip
+    assert sorted(c.users for c in series) == [3, 9, 27]
+    assert len(grid.cells) == 16 + 2 and len({c.id for c in grid.cells}) == 18
+    with pytest.raises(GridError, match=r"load_series\.users"):
+        load_grid(_write(tmp_path, text.replace("users = [3, 9, 27]", "users = [0]")))
 
 
 def test_grid_is_the_product_and_cells_become_load_scenarios(tmp_path: Path) -> None:
