@@ -213,9 +213,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         deviation = results.expectations.get(info.id) or results.expectations.get(case_id)
         if outcome is Outcome.FAILED and deviation:
             record["deviation"] = deviation
-        if report.failed and (outcome is not Outcome.FAILED or deviation):
-            report.outcome = "passed"  # graded: does not fail the run
         shown = "KNOWN-DEVIATION" if record.get("deviation") else record["outcome"]
+        if report.failed and (outcome is not Outcome.FAILED or deviation):
+            # Graded: does not fail the run.  A failed *setup* must not turn
+            # into "passed", or pytest would go on to call the case without
+            # its fixtures (and record a second, bogus KeyError outcome).
+            if report.when == "setup":
+                report.outcome = "skipped"
+                report.longrepr = (str(item.path), item.location[1] or 0, f"{shown}: {record['actual']}")
+            else:
+                report.outcome = "passed"
         report.user_properties.append(("pop3suite_outcome", shown))
     observed = item.stash.get(OBSERVATIONS, [])
     if observed and not record["actual"]:
@@ -228,7 +235,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> Any:
     for key, value in report.user_properties:
-        if key == "pop3suite_outcome" and report.when == "call":
+        if key == "pop3suite_outcome" and report.when in ("setup", "call"):
             short = {
                 "OK": ".",
                 "NON-STRICT": "N",
