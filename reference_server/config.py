@@ -11,12 +11,15 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pop3suite.proto.limits import PROVIDER_IDLE_TIMEOUT_SECONDS
 
 from . import passwords, plans
 from .storage.base import SAFE_USERNAME
+
+if TYPE_CHECKING:
+    from .policy import Policy
 
 #: A port setting of "auto": the OS picks a free port when the listener
 #: binds (``serve`` prints it).  No race between choosing and binding.
@@ -30,6 +33,11 @@ def bind_port(port: int) -> int:
 
 class ConfigError(Exception):
     """A config problem, worded for the user (file, key, what is wrong)."""
+
+
+#: Mailbox formats ``server.storage`` / ``accounts.NAME.storage`` may name
+#: (reference_server.storage.open_store builds them; docs/storage.md).
+STORAGE_BACKENDS = ("maildir", "mbox")
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,9 @@ class AccountSettings:
     plan: str | None = None
     os_generation: str = plans.DEFAULT_OS_GENERATION
     quota_mb: float | str | None = None
+    #: mailbox format of this account (a STORAGE_BACKENDS entry); None
+    #: means the server's ``storage``.
+    storage: str | None = None
 
     @property
     def quota_bytes(self) -> int | None:
@@ -99,6 +110,12 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     fsync: bool = True
+    #: default mailbox format ("maildir" or "mbox"; docs/storage.md).
+    storage: str = "maildir"
+    #: Event loop of ``pop3suite serve``: "asyncio", "uvloop" (falls back to
+    #: asyncio with a warning when uvloop is not installed) or "auto"
+    #: (uvloop if installed, silently).  docs/performance.md has the numbers.
+    event_loop: str = "asyncio"
     accounts: dict[str, AccountSettings] = field(default_factory=dict)
     # SMTP side (reference_server.smtp): POP-before-SMTP window in seconds
     # (0 = no POP-before-SMTP), the POP3 listeners whose logins open it,
@@ -107,6 +124,10 @@ class Settings:
     relay_open_listeners: tuple[str, ...] = ("pop3",)
     quota_tempfail: bool = False
     spool_dir: Path = Path("spool")
+    # Mailbox/polling policy (reference_server.policy, docs/policy.md):
+    # None = off.  The login log is written when either is set.
+    policy: Policy | None = None
+    policy_log: Path | None = None
 
 
 _SERVER_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -127,10 +148,14 @@ _SERVER_KEYS: dict[str, type | tuple[type, ...]] = {
     "mail_root": str,
     "domains": list,
     "fsync": bool,
+    "storage": str,
+    "event_loop": str,
     "relay_window": (int, float),
     "relay_open_listeners": list,
     "quota_tempfail": bool,
     "spool_dir": str,
+    "policy": str,
+    "policy_log": str,
 }
 _TLS_KEYS = {"cert": str, "key": str}
 _ACCOUNT_KEYS = {
@@ -139,7 +164,10 @@ _ACCOUNT_KEYS = {
     "plan": str,
     "os_generation": str,
     "quota_mb": (int, float, str),
+    "storage": str,
 }
+#: Values of server.event_loop (reference_server.server.loop_factory).
+EVENT_LOOPS = ("asyncio", "uvloop", "auto")
 #: POP3 listener names a relay_open_listeners entry may name.
 RELAY_LISTENERS = ("pop3", "pop3s")
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list"}
@@ -198,7 +226,7 @@ def load(path: str | Path) -> Settings:
 
 def parse(data: dict[str, Any], path: Path) -> Settings:
     """Validate an already-parsed TOML document (see :func:`load`)."""
-    _check_table(path, "", data, {"server": dict, "tls": dict, "accounts": dict})
+    _check_table(path, "", data, {"server": dict, "tls": dict, "accounts": dict, "policy": dict})
     server = _check_table(path, "server", data.get("server", {}), _SERVER_KEYS)
     tls = _check_table(path, "tls", data.get("tls", {}), _TLS_KEYS)
     base = path.parent
@@ -222,7 +250,13 @@ def parse(data: dict[str, Any], path: Path) -> Settings:
             )
         elif key == "max_bad_commands" and value < 1:
             raise ConfigError(f"{path}: key 'server.max_bad_commands': must be at least 1, got {value}")
-        elif key in ("mail_root", "spool_dir"):
+        elif key == "storage":
+            _check_storage(path, "server.storage", value)
+        elif key == "event_loop" and value not in EVENT_LOOPS:
+            raise ConfigError(
+                f"{path}: key 'server.event_loop': expected one of {', '.join(EVENT_LOOPS)}, got {value!r}"
+            )
+        elif key in ("mail_root", "spool_dir", "policy_log"):
             value = base / value
         elif key == "relay_open_listeners":
             if not all(isinstance(v, str) and v in RELAY_LISTENERS for v in value):
@@ -238,6 +272,11 @@ def parse(data: dict[str, Any], path: Path) -> Settings:
         kwargs[key] = value
     kwargs.setdefault("mail_root", base / "mail")
     kwargs.setdefault("spool_dir", base / "spool")
+    from .policy import from_config  # not at the top: policy.py imports ConfigError from here
+
+    kwargs["policy"] = from_config(server.get("policy"), data.get("policy"), path, server.get("storage"))
+    if kwargs["policy"] is not None:
+        kwargs.setdefault("policy_log", base / "policy-log.jsonl")
     if tls:
         if set(tls) != {"cert", "key"}:
             raise ConfigError(f"{path}: table 'tls' needs both 'cert' and 'key'")
@@ -259,8 +298,14 @@ def parse(data: dict[str, Any], path: Path) -> Settings:
                 f"{path}: key 'accounts.{name}.apop': APOP needs the secret in the clear; "
                 "give the password as '{PLAIN}secret'"
             )
+        if "storage" in entry:
+            _check_storage(path, f"accounts.{name}.storage", entry["storage"])
         accounts[name] = AccountSettings(
-            name, entry["password"], entry.get("apop", False), **_quota_fields(path, name, entry)
+            name,
+            entry["password"],
+            entry.get("apop", False),
+            **_quota_fields(path, name, entry),
+            storage=entry.get("storage"),
         )
     kwargs["accounts"] = accounts
     settings = Settings(**kwargs)
@@ -274,6 +319,13 @@ def parse(data: dict[str, Any], path: Path) -> Settings:
         if getattr(settings, key) and settings.tls_cert is None:
             raise ConfigError(f"{path}: key 'server.{key}': {what} needs a [tls] table with cert and key")
     return settings
+
+
+def _check_storage(path: Path, key: str, value: str) -> None:
+    if value not in STORAGE_BACKENDS:
+        raise ConfigError(
+            f"{path}: key '{key}': unknown storage {value!r} (known: {', '.join(STORAGE_BACKENDS)})"
+        )
 
 
 def _quota_fields(path: Path, name: str, entry: dict[str, Any]) -> dict[str, Any]:

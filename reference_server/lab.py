@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import config, passwords, tls
-from .storage import MaildirStore
+from .storage import open_store
 
 DEMO_ACCOUNTS = (("alice", False), ("bob", False), ("carol", True))
 
@@ -44,6 +44,8 @@ class LabOptions:
     login_failure_delay: float = 2.0
     scrypt_n: int = passwords.DEFAULT_N
     fsync: bool = True
+    #: mailbox format of every account: "maildir" or "mbox" (docs/storage.md).
+    storage: str = "maildir"
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,9 @@ def create_lab(directory: str | Path, options: LabOptions | None = None) -> Lab:
         'mail_root = "mail"',
         'domains = ["example.test"]',
         f"fsync = {'true' if options.fsync else 'false'}",
+        "# Mailbox format: maildir (a file per message) or mbox (one file per account,",
+        "# scanned at every login and rewritten by DELE+QUIT, like old spool servers).",
+        f"storage = {_toml_string(options.storage)}",
         "# POP-before-SMTP: a POP3 login on these listeners lets the client's",
         "# address relay through smtp_port for relay_window seconds (provider: 20 min).",
         "relay_window = 1200",
@@ -129,7 +134,7 @@ def create_lab(directory: str | Path, options: LabOptions | None = None) -> Lab:
     config_path.write_text(text, encoding="utf-8")
     config_path.chmod(0o600)
     settings = config.load(config_path)
-    store = MaildirStore(str(settings.mail_root))
+    store = open_store(settings)
     for name in settings.accounts:
         store.ensure_mailbox(name)
     return Lab(directory, config_path, password, generated, settings)

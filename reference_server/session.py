@@ -37,11 +37,12 @@ from pop3suite.proto import (
     responses,
 )
 from pop3suite.proto.errors import AuthFailed, LoginDelay, MailboxInUse, SystemTemporary
-from pop3suite.proto.framing import CrlfNormalizer, DotStuffer, TopFilter
+from pop3suite.proto.framing import CrlfNormalizer, TopFilter
 
 from .accounts import Authenticator
 from .config import Settings
-from .connection import Connection
+from .connection import Connection, FastDotStuffer
+from .policy import LoginTracker
 from .storage import Maildrop, MaildropLocked, MailStore, StorageError
 
 log = logging.getLogger("pop3suite.server")
@@ -64,6 +65,14 @@ class ServerContext:
     last_login: dict[str, float] = field(default_factory=dict)
     active_sessions: int = 0
     _timestamp_counter: int = 0
+    #: Mailbox/polling policy and login log (None when both are off).
+    logins: LoginTracker | None = None
+
+    def __post_init__(self) -> None:
+        if self.logins is None and (self.settings.policy or self.settings.policy_log):
+            self.logins = LoginTracker(self.settings.policy, self.settings.policy_log)
+            for account, age in self.logins.recent_logins().items():  # survive a restart
+                self.last_login[account] = self.clock() - age
 
     def apop_timestamp(self) -> str | None:
         """A fresh RFC 822 msg-id for the greeting, unique on every
@@ -86,6 +95,9 @@ class Pop3Session:
         self.listener = listener
         settings = ctx.settings
         self.apop_timestamp = ctx.apop_timestamp()
+        login_delay, per_user = settings.login_delay or None, False
+        if ctx.logins is not None:  # with a policy: its largest value and USER (RFC 2449 §6.5)
+            login_delay, per_user = ctx.logins.announced(settings.login_delay)
         self.core = ServerSession(
             SessionOptions(
                 implementation=f"pop3suite-reference {__version__}",
@@ -94,7 +106,8 @@ class Pop3Session:
                 cleartext_login=settings.cleartext_login,
                 apop_timestamp=self.apop_timestamp,
                 max_bad_commands=settings.max_bad_commands,
-                login_delay=settings.login_delay or None,
+                login_delay=login_delay,
+                login_delay_per_user=per_user,
                 expire=settings.expire,
             )
         )
@@ -165,7 +178,11 @@ class Pop3Session:
 
     async def _login(self, request: Authenticate) -> bytes:
         loop = asyncio.get_running_loop()
-        account = await loop.run_in_executor(None, self.ctx.authenticator.check, request, self.apop_timestamp)
+        authenticator = self.ctx.authenticator
+        if authenticator.is_cheap(request):  # {PLAIN}/APOP: microseconds, no thread hop
+            account = authenticator.check(request, self.apop_timestamp)
+        else:
+            account = await loop.run_in_executor(None, authenticator.check, request, self.apop_timestamp)
         if account is None:
             await asyncio.sleep(self.ctx.settings.login_failure_delay)
             return self.core.reject_login(AuthFailed())
@@ -173,22 +190,58 @@ class Pop3Session:
         now = self.ctx.clock()
         if delay and now - self.ctx.last_login.get(account, -delay) < delay:
             # RFC 2449 §8.1.1: only after valid credentials, never on USER.
+            if self.ctx.logins is not None:
+                self.ctx.logins.record(account, self._connection_type, True, delay, listener=self.listener)
             return self.core.reject_login(LoginDelay())
         try:
             # Scanning a 10,000-message Maildir takes ~150 ms: do it off the
             # event loop so other sessions are not frozen meanwhile.
-            self.maildrop = await loop.run_in_executor(None, self.ctx.store.open_maildrop, account)
+            # A small mailbox the store has indexed opens in microseconds.
+            cheap = getattr(self.ctx.store, "cheap_to_open", None)
+            if cheap is not None and cheap(account):
+                self.maildrop = self.ctx.store.open_maildrop(account)
+            else:
+                self.maildrop = await loop.run_in_executor(None, self.ctx.store.open_maildrop, account)
         except MaildropLocked:
             return self.core.reject_login(MailboxInUse())
         except StorageError as error:
             log.warning("cannot open maildrop of %s: %s", account, error)
             return self.core.reject_login(SystemTemporary())
+        if self._policy_refuses(account, now):
+            self.maildrop.close()  # nothing removed, the lock released
+            self.maildrop = None
+            return self.core.reject_login(LoginDelay())
         self.ctx.last_login[account] = now
-        listing = [MessageInfo(m.size, m.uid) for m in self.maildrop.messages]
+        listing = getattr(self.maildrop, "infos", None)  # Maildir: made once per message
+        if listing is None:
+            listing = [MessageInfo(m.size, m.uid) for m in self.maildrop.messages]
         reply = self.core.accept_login(account, listing)
         for hook in self.ctx.login_hooks:
             hook(account, self.conn.peer[0], self.listener, self.conn.tls_active)
         return reply
+
+    @property
+    def _connection_type(self) -> str:
+        """``tls`` for implicit TLS and after STLS alike (docs/policy.md)."""
+        return "tls" if self.conn.tls_active else "plain"
+
+    def _policy_refuses(self, account: str, now: float) -> bool:
+        """Record this login; True when the policy's per-account LOGIN-DELAY
+        (mailbox size and connection type, reference_server.policy) has not
+        passed since the account's last login."""
+        logins = self.ctx.logins
+        if logins is None or self.maildrop is None:
+            return False
+        size = sum(m.size for m in self.maildrop.messages)
+        connection = self._connection_type
+        required = max(self.ctx.settings.login_delay, logins.login_delay(account, size, connection))
+        last = self.ctx.last_login.get(account)
+        refused = last is not None and now - last < required
+        messages = len(self.maildrop.messages)
+        logins.record(account, connection, refused, required, size, messages, self.listener)
+        if logins.policy is not None and not refused:
+            self.core.options.login_delay = required  # this user's value in TRANSACTION CAPA
+        return refused
 
     async def _retrieve(self, action: Retrieve) -> None:
         assert self.maildrop is not None
@@ -201,7 +254,7 @@ class Pop3Session:
             self.conn.write(responses.error_line(SystemTemporary()))
             return
         self.conn.write(action.status_line)
-        stuffer = DotStuffer()
+        stuffer = FastDotStuffer()  # same bytes as DotStuffer, faster (connection.py)
         normalizer = None if message.crlf_clean and action.top_lines is None else CrlfNormalizer()
         top = TopFilter(action.top_lines) if action.top_lines is not None else None
         chunk = first

@@ -142,6 +142,10 @@ class SessionOptions:
         sasl_mechanisms: SASL mechanisms to offer (only PLAIN is handled by
             the core; others are passed to the shell as ``Authenticate``).
         login_delay: RFC 2449 LOGIN-DELAY seconds to advertise, or None.
+        login_delay_per_user: the delay differs per user (RFC 2449 §6.5):
+            AUTHORIZATION-state CAPA appends ``USER`` to ``login_delay``
+            (the largest value any user has); the shell sets
+            ``login_delay`` to this user's value once logged in.
         expire: RFC 2449 EXPIRE value to advertise (``"NEVER"`` or days).
         max_bad_commands: unknown commands / over-long lines tolerated
             before the connection is closed.
@@ -154,6 +158,7 @@ class SessionOptions:
     apop_timestamp: str | None = None
     sasl_mechanisms: tuple[str, ...] = ("PLAIN",)
     login_delay: int | None = None
+    login_delay_per_user: bool = False
     expire: str | None = None
     max_bad_commands: int = 20
 
@@ -290,7 +295,8 @@ class ServerSession:
         if opts.stls_available and not opts.tls_active and self.state is State.AUTHORIZATION:
             caps.append("STLS")
         if opts.login_delay is not None:
-            caps.append(f"LOGIN-DELAY {opts.login_delay}")
+            per_user = opts.login_delay_per_user and self.state is State.AUTHORIZATION
+            caps.append(f"LOGIN-DELAY {opts.login_delay}{' USER' if per_user else ''}")
         if opts.expire is not None:
             caps.append(f"EXPIRE {opts.expire}")
         caps.append(f"IMPLEMENTATION {opts.implementation}")
