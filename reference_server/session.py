@@ -37,11 +37,11 @@ from pop3suite.proto import (
     responses,
 )
 from pop3suite.proto.errors import AuthFailed, LoginDelay, MailboxInUse, SystemTemporary
-from pop3suite.proto.framing import CrlfNormalizer, TopFilter
+from pop3suite.proto.framing import CrlfNormalizer, DotStuffer, TopFilter
 
 from .accounts import Authenticator
 from .config import Settings
-from .connection import Connection, FastDotStuffer
+from .connection import Connection
 from .policy import LoginTracker
 from .storage import Maildrop, MaildropLocked, MailStore, StorageError
 
@@ -254,7 +254,7 @@ class Pop3Session:
             self.conn.write(responses.error_line(SystemTemporary()))
             return
         self.conn.write(action.status_line)
-        stuffer = FastDotStuffer()  # same bytes as DotStuffer, faster (connection.py)
+        stuffer = DotStuffer()
         normalizer = None if message.crlf_clean and action.top_lines is None else CrlfNormalizer()
         top = TopFilter(action.top_lines) if action.top_lines is not None else None
         chunk = first

@@ -4,7 +4,6 @@ dot-stuffer RETR uses (byte-identical to the core's)."""
 
 from __future__ import annotations
 
-import random
 import sys
 import tomllib
 from pathlib import Path
@@ -12,9 +11,7 @@ from pathlib import Path
 import pytest
 
 from pop3suite.cli import main as cli_main
-from pop3suite.proto.framing import DotStuffer
 from reference_server import config, passwords
-from reference_server.connection import FastDotStuffer
 from reference_server.server import loop_factory
 
 BASE = """
@@ -94,17 +91,3 @@ def test_init_bad_scrypt_n_is_refused(tmp_path: Path, capsys: pytest.CaptureFixt
     assert cli_main(["init", str(tmp_path / "lab"), "--password", "pw", "--scrypt-n", "1000"]) != 0
     assert "--scrypt-n: scrypt n must be a power of two" in capsys.readouterr().err
     assert not (tmp_path / "lab" / "pop3suite.toml").exists()
-
-
-def _stuff(stuffer: DotStuffer, chunks: list[bytes]) -> bytes:
-    return b"".join(stuffer.feed(c) for c in chunks) + stuffer.finish()
-
-
-def test_fast_dot_stuffer_is_byte_identical() -> None:
-    rng = random.Random(7)
-    alphabet = [b".", b"\r\n", b"\n", b"a", b"..", b"\r", b" "]
-    for _ in range(300):
-        data = b"".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 60)))
-        cuts = sorted(rng.randrange(0, len(data) + 1) for _ in range(rng.randrange(0, 4)))
-        chunks = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
-        assert _stuff(FastDotStuffer(), chunks) == _stuff(DotStuffer(), chunks), (data, cuts)
