@@ -108,9 +108,16 @@ def dummy_hash(stored_hashes: Iterable[str] = ()) -> str:
     """A hash no password matches, with the cost parameters of the first
     scrypt hash in ``stored_hashes``.  Verified for unknown users, so an
     unknown user costs the same time as a wrong password (no user
-    enumeration by latency).  Made on first use, not at import."""
-    for stored in stored_hashes:
+    enumeration by latency).  Made on first use, not at import.
+
+    When the accounts are all ``{PLAIN}`` (as in a benchmark lab) a scrypt
+    dummy would make unknown users the *slow* ones, which leaks just as
+    well, so the dummy is then a ``{PLAIN}`` secret nobody knows."""
+    hashes = list(stored_hashes)
+    for stored in hashes:
         if stored.startswith("$scrypt$"):
             params, _, _ = _parse_scrypt(stored)
             return _dummy(params["n"], params["r"], params["p"])
+    if hashes:
+        return "{PLAIN}" + secrets.token_urlsafe(32)
     return _dummy(DEFAULT_N, DEFAULT_R, DEFAULT_P)
