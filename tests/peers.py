@@ -24,15 +24,14 @@ import pytest
 
 from pop3suite import peers
 from pop3suite.client import Pop3Client
-from pop3suite.netutil import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER_SCRIPTS = ROOT / "scripts" / "peers"
 SCRIPT = PEER_SCRIPTS / "dovecot.sh"
 # Not under pytest's 0700 basetemp: Dovecot's unprivileged processes must
 # traverse every parent of the peer directory (see docs/peers.md).
-PEER_ROOT = Path("/var/tmp/pop3suite-peers")
-UNAVAILABLE = 4  # dovecot.sh: not root, no apt-get, or apt-get install failed
+PEER_ROOT = peers.PEER_ROOT
+UNAVAILABLE = peers.UNAVAILABLE  # a peer script: not root, no apt-get, or the install failed
 
 
 @dataclass
@@ -128,38 +127,25 @@ def running_peer(name: str, password: str, **settings: str) -> Iterator[Peer]:
     """Peer ``name`` (``scripts/peers/<name>.sh``) on free loopback ports,
     installed first if missing; skips the calling test with the script's
     reason when the peer cannot run on this machine (exit 4)."""
-    script = PEER_SCRIPTS / f"{name}.sh"
-    if not script.exists():
-        raise FileNotFoundError(script)
+    peers.script(name)  # FileNotFoundError for a peer without a script
     if shutil.which("apt-get") is None and shutil.which("dpkg") is None:
         pytest.skip(f"{name}: no apt-get/dpkg to install the peer")
     PEER_ROOT.mkdir(parents=True, exist_ok=True)
     PEER_ROOT.chmod(0o755)
     directory = Path(tempfile.mkdtemp(prefix=f"test-{name}-", dir=PEER_ROOT))
-    directory.chmod(0o755)
-    pop3_port = free_port()
-    pop3s_port = free_port()
-    while pop3s_port == pop3_port:
-        pop3s_port = free_port()
-    env = {
-        **os.environ,
-        "PEER_POP3_PORT": str(pop3_port),
-        "PEER_POP3S_PORT": str(pop3s_port),
-        "PEER_PASSWORD": password,
-        **settings,
-    }
     started = time.monotonic()
-    result = run_script("start", str(directory), env=env, timeout=900, script=script)
-    if result.returncode == UNAVAILABLE:
-        shutil.rmtree(directory, ignore_errors=True)
-        pytest.skip(f"{name} peer cannot run here: {result.stderr.strip().splitlines()[-1]}")
-    assert result.returncode == 0, result.stderr + log_tail(directory)
-    print(f"{name}.sh start took {time.monotonic() - started:.2f} s: {result.stderr.strip()}")
-    peer_env = read_env(directory / "peer.env")
     try:
-        yield Peer(directory, peer_env, _master_pid(name, directory, peer_env))
+        peer = peers.start_peer(name, directory, password, **settings)
+    except peers.PeerUnavailable as exc:
+        shutil.rmtree(directory, ignore_errors=True)
+        pytest.skip(f"{name} peer cannot run here: {exc}")
+    except RuntimeError as exc:
+        pytest.fail(f"{exc}{log_tail(directory)}")
+    print(f"{name}.sh start took {time.monotonic() - started:.2f} s")
+    try:
+        yield Peer(directory, peer.env, _master_pid(name, directory, peer.env))
     finally:
-        run_script("stop", str(directory), script=script)
+        peer.stop()
         shutil.rmtree(directory, ignore_errors=True)
 
 
