@@ -91,6 +91,17 @@ def login_when_free(
         time.sleep(0.05)
 
 
+#: Modules that mostly wait on a real peer (Dovecot's ~4.5 s auth penalty
+#: after each deliberate bad login): run first, so that with
+#: ``pytest -n 2 --dist loadfile`` (./dev test) one worker waits on them
+#: while the other runs everything else.
+LONG_WAITING_MODULES = ("tests/integration/test_conformance_runs.py",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: not item.nodeid.startswith(LONG_WAITING_MODULES))
+
+
 @pytest.fixture
 def lab(tmp_path: Path) -> Lab:
     """A fresh lab: accounts alice, bob (USER/PASS) and carol (APOP), password PASSWORD."""
