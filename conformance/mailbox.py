@@ -27,11 +27,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pop3suite.client import Pop3Client
+from pop3suite.proto import CrlfNormalizer
 
 from .fixtures import Fixture, all_fixtures, fixture_name
 from .target import Target
 
 SCRATCH_HEADER = b"X-Pop3suite-Scratch: "
+
+
+def smtp_wire(data: bytes) -> bytes:
+    """``data`` with CRLF line ends, as SMTP DATA must carry it (RFC 5321
+    §2.3.8).  smtplib sends bytes as given, and a careful server (ours,
+    Postfix) refuses bare LF or CR: the bare-LF fixture only keeps its bare
+    LFs on disk by the ``maildir:`` and ``exec:`` routes."""
+    normalizer = CrlfNormalizer()
+    return normalizer.feed(data) + normalizer.finish()
 
 
 class SeedError(RuntimeError):
@@ -62,7 +72,7 @@ class Seeder:
         elif self.route == "smtp" and self.target.smtp is not None:
             recipient = f"{self.target.user.user}@{self.target.domain}"
             with smtplib.SMTP(self.target.smtp.host, self.target.smtp.port, timeout=30) as smtp:
-                smtp.sendmail("pop3suite@example.test", [recipient], data)
+                smtp.sendmail("pop3suite@example.test", [recipient], smtp_wire(data))
         else:
             raise SeedError(f"no delivery route (--seed {self.target.seed}; --smtp not given?)")
 
