@@ -122,8 +122,36 @@ def _capacity_section(doc: _Page, data: CapacityData, prefix: str) -> None:
         knee.knee_chart(points, "offered polls per second", one_point_note=knee.ONE_POINT_CAPACITY), prefix
     )
     doc.chart(errors.capacity_errors_chart(data), prefix)
+    _busiest_cell(doc, data, prefix)
     doc.add("<h3>Cost model fit</h3>" + capacity_tables.model_table(data.model))
     doc.add("<h3>Cells</h3>" + capacity_tables.cells_table(data, doc.out))
+
+
+def _busiest_cell(doc: _Page, data: CapacityData, prefix: str) -> None:
+    """The over-time charts of the cell with the highest offered load (the
+    one nearest saturation), so a capacity report also shows per-step
+    latency, offered vs achieved load, errors and server resources over
+    time; every cell's own charts are one ``pop3suite report`` away."""
+    cells = [c for c in data.cells if (data.path / str(c.get("dir", ""))).joinpath("run.json").is_file()]
+    if not cells:
+        doc.add(note("No cell directory with a run.json: no over-time charts."))
+        return
+    busiest = max(
+        cells,
+        key=lambda c: (
+            (c.get("measured") or {}).get("offered_polls_per_s") or 0,
+            (c.get("measured") or {}).get("cpu_util") or 0,
+        ),
+    )
+    run = read_run(data.path / busiest["dir"])
+    doc.add(f"<h3>Over time: the busiest cell, {esc(busiest.get('id', ''))}</h3>")
+    for chart in (
+        latency.over_time_chart(run),
+        throughput.load_chart(run),
+        errors.errors_chart(run),
+        resources.resources_chart(run),
+    ):
+        doc.chart(chart, f"{prefix}busiest_")
 
 
 def render_report(runs: list[Path], out: Path) -> Path:

@@ -117,3 +117,8 @@ def test_capacity_report_links_a_real_cell_run(load_run: Path, tmp_path: Path) -
         assert (out / link).resolve().is_file(), link
     for name in ("cpu_per_poll", "load_heatmap", "latency_vs_load"):
         assert_png_drawn(out / "plots" / f"{name}.png")
+    # The only cell with a run directory is the busiest one with data: its
+    # over-time charts come from the real run.
+    assert f"the busiest cell, {cell['id']}" in html
+    for name in ("latency_over_time", "offered_vs_achieved", "server_resources"):
+        assert_png_drawn(out / "plots" / f"busiest_{name}.png")
