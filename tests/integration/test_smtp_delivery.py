@@ -77,3 +77,27 @@ def test_serve_starts_smtp_listeners(tmp_path):
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
+
+
+def test_conformance_smtp_seeding_delivers_the_bare_lf_fixture(mail_factory):
+    """`pop3suite check --seed smtp` against a server with a careful SMTP side
+    (ours refuses bare LF in DATA, RFC 5321 §2.3.8): the seeder sends CRLF, so
+    every fixture arrives and RETR gives its wire form."""
+    from conformance.fixtures import all_fixtures
+    from conformance.mailbox import Seeder
+    from conformance.target import Credentials, Endpoint, Target
+    from pop3suite.proto import CrlfNormalizer
+
+    mail = mail_factory()
+    target = Target(
+        name="lab",
+        pop3=Endpoint("127.0.0.1", mail.port("pop3"), "none"),
+        pop3s=None,
+        user=Credentials("alice", PASSWORD),
+        smtp=Endpoint("127.0.0.1", mail.port("smtp"), "none"),
+    )
+    bare_lf = all_fixtures()["bare-lf"].data
+    assert b"\n" in bare_lf.replace(b"\r\n", b"") and b"\r\n" not in bare_lf
+    Seeder(target).deliver(bare_lf)
+    normalizer = CrlfNormalizer()
+    assert mail.retr_all("alice") == [normalizer.feed(bare_lf) + normalizer.finish()]
