@@ -9,6 +9,7 @@ it in a maildrop that also holds other mail.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,10 @@ from pop3suite.proto import CrlfNormalizer
 
 FIXTURE_DIR = Path(__file__).parent / "fixtures"
 HEADER = b"X-Pop3suite-Fixture: "
+#: A MIME boundary a server generates when it renders a message (Courier
+#: wraps a UTF-8 message for a client that sent no UTF8, RFC 6856 §3, with a
+#: new boundary per session): not part of the message's identity.
+SERVER_BOUNDARY = re.compile(rb'(boundary=)("[^"\r\n]*"|[^;\s]+)', re.IGNORECASE)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import pytest
 
 from conformance.case import INFO, MUST, SHOULD, case, expect, expect_equal, observe, unimplemented
 from conformance.conftest import login_error
-from conformance.fixtures import matches
+from conformance.fixtures import SERVER_BOUNDARY, matches
 from conformance.helpers import (
     apop_account,
     apop_digest,
@@ -26,10 +26,6 @@ from pop3suite.proto.errors import MalformedResponse
 _UID_LINE = re.compile(rb"([1-9][0-9]*) ([\x21-\x7e]{1,70})")
 _UID_SINGLE = re.compile(rb"\+OK ([1-9][0-9]*) ([\x21-\x7e]{1,70})\r\n")
 _MSG_ID = re.compile(r"<[^<>@\s]+@[^<>@\s]+>")
-# A MIME boundary a server generates when it renders a message (Courier wraps
-# a UTF-8 message for a client that sent no UTF8, RFC 6856 §3, with a new
-# boundary per session): not part of the message's identity.
-_BOUNDARY = re.compile(rb'(boundary=)("[^"\r\n]*"|[^;\s]+)', re.IGNORECASE)
 
 
 # ------------------------------------------------------------------ TOP
@@ -228,7 +224,7 @@ def _uid_heads(client, mailbox):
     """unique-id -> header block of that message (generated MIME boundaries masked)."""
     uids = client.uidl()
     heads = mailbox.scan(client)
-    return {uid: _BOUNDARY.sub(rb"\1*", heads[number]) for number, uid in uids.items()}
+    return {uid: SERVER_BOUNDARY.sub(rb"\1*", heads[number]) for number, uid in uids.items()}
 
 
 @case(

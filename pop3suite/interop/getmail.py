@@ -5,7 +5,9 @@ getmail refuses to deliver as root, so it runs as ``nobody`` (via
 no SASL for POP3.  ``delivered_to = false`` and ``received = false`` stop
 two of the headers it adds; the ``Return-Path: <...>`` line it always
 writes first cannot be turned off, so exactly that first line is stripped
-before comparing (and the cell says so).  It writes LF line ends.
+before comparing (and the cell says so).  A Return-Path: line the served
+message already had (Cyrus adds one at delivery) is dropped by getmail in
+favour of its own, so the stored form omits it too.  It writes LF line ends.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ class Getmail(Client):
     }
     normalisation = (
         "LF line ends; the Return-Path: header getmail always adds first is stripped "
-        "(it cannot be turned off)"
+        "(it cannot be turned off; getmail drops a Return-Path: the message had, e.g. Cyrus's)"
     )
     configuration = (
         "[retriever] type = SimplePOP3Retriever (plain) | SimplePOP3SSLRetriever with ca_certs = CA, "
@@ -52,7 +54,11 @@ class Getmail(Client):
         return first_line(run([which("getmail") or "getmail", "--version"]).stdout)
 
     def stored_form(self, wire: bytes) -> bytes:
-        return lf_form(wire)
+        """LF line ends, and no Return-Path: line: getmail drops the message's
+        own (its value becomes the first line getmail writes, which is stripped)."""
+        head, blank, body = lf_form(wire).partition(b"\n\n")
+        lines = [line for line in head.split(b"\n") if not line.lower().startswith(b"return-path:")]
+        return b"\n".join(lines) + blank + body
 
     def retrieve(self, target: Login, mode: str, auth: str, behaviour: str, workdir: Path) -> list[bytes]:
         maildir = make_maildir(workdir / "md")
@@ -88,7 +94,16 @@ class Getmail(Client):
                 os.chown(path, user.pw_uid, user.pw_gid)
             argv = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups", *argv]
         rc.chmod(0o600)
-        result = run(argv, env={**os.environ, "HOME": str(workdir)}, timeout=180)
+        try:
+            result = run(argv, env={**os.environ, "HOME": str(workdir)}, timeout=180, what="getmail")
+        except ClientFailed as exc:
+            if "does not uniquely identify messages" in exc.output:
+                raise ClientFailed(
+                    f"{exc.summary}: the server gave two messages the same UIDL "
+                    "(RFC 1939 §7 wants unique-ids); getmail's SimplePOP3Retriever refuses that",
+                    exc.output,
+                ) from exc
+            raise
         if "error" in result.stderr.lower():
             raise ClientFailed("getmail reported an error", result.stdout[-1000:] + result.stderr[-2000:])
         messages = []

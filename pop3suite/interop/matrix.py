@@ -27,6 +27,7 @@ def to_json(run: MatrixRun) -> dict[str, object]:
         "started": run.started,
         "fixtures": run.fixtures,
         "servers": run.servers,
+        "probes": run.probes,
         "clients": {name: asdict(info) for name, info in run.clients.items()},
         "cells": [cell.to_dict() for cell in run.cells],
         "summary": summary(run),
@@ -72,6 +73,28 @@ def _reasons(run: MatrixRun) -> list[str]:
     return seen
 
 
+SERVER_NOTE = "server (not the client): "
+
+
+def server_notes(run: MatrixRun) -> dict[str, list[str]]:
+    """Per server, the distinct notes on how it serves the fixtures (a server
+    property shown once, not a client failure)."""
+    notes: dict[str, list[str]] = {}
+    for cell in run.cells:
+        for line in cell.note.splitlines():
+            if line.startswith(SERVER_NOTE):
+                kept = notes.setdefault(cell.server, [])
+                text = line[len(SERVER_NOTE) :]
+                if text not in kept:
+                    kept.append(text)
+    return notes
+
+
+def _client_part(note: str) -> str:
+    """A cell note without the server-property lines (listed once elsewhere)."""
+    return "\n".join(line for line in note.splitlines() if not line.startswith(SERVER_NOTE))
+
+
 def to_markdown(run: MatrixRun) -> str:
     columns = _columns(run)
     cells = _index(run)
@@ -80,6 +103,20 @@ def to_markdown(run: MatrixRun) -> str:
     out.append("|---|---|")
     out += [f"| {name} | {description} |" for name, description in run.servers.items()]
     out.append("")
+    if run.probes:
+        out += ["What each server offers (the suite's own client, CAPA per mode, before its cells):", ""]
+        out += [f"- {name}: {text}" for name, text in run.probes.items()]
+        out.append("")
+    notes = server_notes(run)
+    if notes:
+        out += [
+            "How servers serve the fixtures, where not byte-exact (server properties, not client "
+            "failures; clients are compared with what the server serves):",
+            "",
+        ]
+        for name, lines in notes.items():
+            out += [f"- {name}: {line}" for line in lines]
+        out.append("")
     out.append("| client | version | Debian package | stored form compared |")
     out.append("|---|---|---|---|")
     for info in run.clients.values():
@@ -105,7 +142,8 @@ def to_markdown(run: MatrixRun) -> str:
         out += ["", "Failures:", ""]
         for cell in run.failed:
             out.append(
-                f"- {cell.client} {cell.mode} {cell.auth} {cell.behaviour} on {cell.server}: {cell.note}"
+                f"- {cell.client} {cell.mode} {cell.auth} {cell.behaviour} on {cell.server}: "
+                + _client_part(cell.note).replace("\n", "; ")
             )
             if cell.error:
                 out += ["", "  ```", *("  " + line for line in cell.error.splitlines()), "  ```", ""]
@@ -140,6 +178,11 @@ def to_html(run: MatrixRun) -> str:
         f"{html.escape(c.note)}<pre>{html.escape(c.error)}</pre></li>"
         for c in run.failed
     )
+    served = "".join(
+        f"<li>{html.escape(name)}: {html.escape(line)}</li>"
+        for name, lines in server_notes(run).items()
+        for line in lines
+    )
     return (
         "<!doctype html><meta charset=utf-8><title>pop3suite client interop matrix</title>"
         "<style>body{font-family:sans-serif}td,th{border:1px solid #999;padding:2px 6px}"
@@ -147,6 +190,11 @@ def to_html(run: MatrixRun) -> str:
         f"<h1>Client interop matrix</h1><p>Measured {html.escape(run.started)}; fixtures "
         f"{html.escape(', '.join(run.fixtures))}.</p><ul>{clients}</ul>"
         f"<table><tr><th>client</th><th>mode</th><th>login</th>{head}</tr>{''.join(rows)}</table>"
+        "<h2>How servers serve the fixtures, where not byte-exact (server properties)</h2><ul>"
+        + (served or "<li>byte-exact everywhere</li>")
+        + "</ul><h2>What each server offers (CAPA per mode)</h2><ul>"
+        + "".join(f"<li>{html.escape(n)}: {html.escape(t)}</li>" for n, t in run.probes.items())
+        + "</ul>"
         f"<h2>Failures</h2><ul>{failures or '<li>none</li>'}</ul>"
         "<h2>Unsupported</h2><ul>" + "".join(f"<li>{html.escape(r)}</li>" for r in _reasons(run)) + "</ul>"
     )

@@ -5,7 +5,9 @@ them with CRLF and ends with CRLF, which is the wire form after
 dot-unstuffing, so the comparison is byte-exact.  poplib has no SASL
 (AUTH) support.  Its line limit (``poplib._MAXLINE``, 2048) is left as it
 ships: a server sending longer lines fails the cell, as it would fail
-users.
+users.  STLS is sent directly rather than through ``POP3.stls()``, which
+first insists on CAPA listing STLS: a server need not offer CAPA to a client
+that asks for STLS, and that is the server's answer to judge.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ class PythonPoplib(Client):
     auths = ("user", "apop")
     unsupported_reasons = {"sasl": "poplib has no AUTH (SASL) command"}
     configuration = (
-        "poplib.POP3(host, port) [+ .stls(context)] or poplib.POP3_SSL(host, port, context=...), "
+        "poplib.POP3(host, port) [+ STLS sent directly, then context.wrap_socket] "
+        "or poplib.POP3_SSL(host, port, context=...), "
         "context = ssl.create_default_context(cafile=CA), name checked against the address; "
         ".user()+.pass_() or .apop(); .stat(), .retr(n) for every n, .dele(n) (delete), .quit()"
     )
@@ -45,7 +48,7 @@ class PythonPoplib(Client):
             raise ClientFailed(f"poplib could not connect: {exc}") from exc
         try:
             if mode == "stls":
-                pop.stls(context=context)
+                _stls(pop, context)
             if auth == "apop":
                 pop.apop(target.user, target.password)
             else:
@@ -64,3 +67,12 @@ class PythonPoplib(Client):
             raise ClientFailed(f"poplib: {exc}") from exc
         finally:
             pop.close()
+
+
+def _stls(pop: poplib.POP3, context: ssl.SSLContext | None) -> None:
+    """STLS (RFC 2595 §4) without poplib's CAPA precondition; then TLS on the socket."""
+    pop._shortcmd("STLS")  # raises error_proto on -ERR
+    context = context or ssl.create_default_context()
+    pop.sock = context.wrap_socket(pop.sock, server_hostname=pop.host)
+    pop.file = pop.sock.makefile("rb")
+    pop._tls_established = True

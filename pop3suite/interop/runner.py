@@ -1,11 +1,17 @@
 """Runs every (client, mode, auth, behaviour) cell against one target.
 
+Before a target's cells, the target is probed once (``probe.probe``: CAPA
+per mode, APOP timestamp) so that a mode or login the *server* lacks is
+``unsupported``, not a client failure.
+
 Per cell: empty the account's maildrop, deliver the fixture set through the
-target's seed route (``conformance.mailbox.Seeder``), let the client fetch
-everything, compare each stored message byte for byte with the fixture's
-wire form (or the client's documented stored form), and check the maildrop
-afterwards: still full for ``keep``, empty for ``delete``.  The maildrop is
-inspected with the suite's own client, never with the client under test.
+target's seed route (``conformance.mailbox.Seeder``), RETR every message once
+with the suite's own client (the bytes the server really serves; checked
+against the fixtures, see ``served``), let the client fetch everything,
+compare each stored message byte for byte with what the server served (in
+the client's documented stored form), and check the maildrop afterwards:
+still full for ``keep``, empty for ``delete``.  The maildrop is inspected
+with the suite's own client, never with the client under test.
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ from conformance.target import Credentials, Target
 from pop3suite.client import Pop3Client, Pop3ClientError
 
 from .base import AUTHS, BEHAVIOURS, MODES, CellUnsupported, Client, ClientFailed, Login
-from .fixtureset import fixture_set, name_of
+from .fixtureset import fixture_set
+from .probe import ServerProbe, probe
+from .served import Snapshot, classify, fixture_in, session_form
 
 #: Called after delivery and before the client runs (tests use it to break
 #: the stored mail on purpose: the byte-exact check must be able to fail).
@@ -70,6 +78,7 @@ class MatrixRun:
     cells: list[Cell] = field(default_factory=list)
     started: str = ""
     fixtures: list[str] = field(default_factory=list)
+    probes: dict[str, str] = field(default_factory=dict)  # server name -> CAPA per mode
 
     @property
     def failed(self) -> list[Cell]:
@@ -158,13 +167,14 @@ def seeder_for(target: Target, credentials: Credentials, apop_seed: str | None =
 
 
 def deliver(seeder: Seeder, target: Target, credentials: Credentials, fixtures: list[Fixture]) -> None:
-    """Deliver the fixtures and wait until the server shows all of them."""
+    """Deliver the fixtures and wait until the server shows all of them (or
+    more: a server may deliver a notice of its own alongside)."""
     for fixture in fixtures:
         seeder.deliver(fixture.data)
     deadline = time.monotonic() + 30
     while True:
         count = maildrop_count(target, credentials)
-        if count == len(fixtures):
+        if count >= len(fixtures):
             return
         if time.monotonic() > deadline:
             raise MaildropError(f"after delivery the maildrop holds {count} of {len(fixtures)} messages")
@@ -182,25 +192,58 @@ def first_difference(want: bytes, got: bytes) -> str:
     )
 
 
-def verify(client: Client, fixtures: list[Fixture], stored: list[bytes]) -> list[str]:
-    """Problems with what the client stored; empty when every message is exact."""
+def snapshot(target: Target, credentials: Credentials, fixtures: list[Fixture]) -> Snapshot:
+    """RETR every message once with the suite's own client: what the server serves."""
+    with _session(target, credentials) as pop:
+        count, _ = pop.stat()
+        messages = [pop.retr(number) for number in range(1, count + 1)]
+    return classify(messages, fixtures)
+
+
+def _label(shot: Snapshot, index: int) -> str:
+    return shot.names[index] or f"message {index + 1} (no fixture)"
+
+
+def verify(client: Client, fixtures: list[Fixture], shot: Snapshot, stored: list[bytes]) -> list[str]:
+    """Problems with what the client stored; empty when it stored exactly
+    what the server served (every fixture, and nothing the server never had).
+
+    A served message that is no fixture (a server's own notice) may be
+    stored or not; it is listed in the cell's note, never a failure.
+    """
     problems = []
-    by_name = {fixture.name: fixture for fixture in fixtures}
-    seen: set[str] = set()
+    served = set(shot.names)
+    for fixture in fixtures:
+        if fixture.name not in served:
+            problems.append(f"{fixture.name}: the server does not serve it after delivery")
+        elif fixture.name in shot.altered:
+            problems.append(
+                f"{fixture.name}: {first_difference(fixture.wire, shot.altered[fixture.name])} "
+                "as the server serves it: no known server rewrite explains it"
+            )
+    variations = shot.variations
+    expected = [session_form(client.stored_form(message), variations) for message in shot.messages]
+    open_ = list(range(len(expected)))
     for message in stored:
-        name = name_of(message)
-        if name not in by_name:
-            problems.append(f"a stored message is no fixture: {message[:80]!r}")
+        key = session_form(message, variations)
+        hit = next((i for i in open_ if expected[i] == key), None)
+        if hit is not None:
+            open_.remove(hit)
             continue
-        if name in seen:
-            problems.append(f"{name}: stored twice")
-        seen.add(name)
-        want = client.stored_form(by_name[name].wire)
-        if message != want:
+        if key in expected:
+            problems.append(f"{_label(shot, expected.index(key))}: stored twice")
+            continue
+        name = fixture_in(message)
+        same = [i for i in open_ if name is not None and shot.names[i] == name]
+        if same:
+            open_.remove(same[0])
+            want = client.stored_form(shot.messages[same[0]])
             problems.append(f"{name}: {first_difference(want, message)}")
-    for name in by_name:
-        if name not in seen:
-            problems.append(f"{name}: not stored")
+        else:
+            problems.append(f"a stored message the server never served: {message[:80]!r}")
+    for i in open_:
+        if shot.names[i] is not None:
+            problems.append(f"{shot.names[i]}: not stored")
     return problems
 
 
@@ -225,6 +268,8 @@ class Runner:
         self.after_deliver = after_deliver
         self.apop_seed = apop_seed
         self.modes, self.auths, self.behaviours = modes, auths, behaviours
+        #: What the current target offers (set by :meth:`run`; empty = not probed).
+        self.server = ServerProbe()
 
     def plan(self) -> list[tuple[Client, str, str, str]]:
         return [
@@ -238,6 +283,8 @@ class Runner:
     def run(self, target: Target, into: MatrixRun | None = None) -> MatrixRun:
         result = into or MatrixRun()
         result.servers[target.name] = target.describe()
+        self.server = probe(target)
+        result.probes[target.name] = self.server.summary()
         result.fixtures = [fixture.name for fixture in self.fixtures]
         for client in self.clients:
             if client.name not in result.clients:
@@ -274,6 +321,10 @@ class Runner:
         if why:
             cell.note = why
             return cell
+        lacking = self.server.lacks(mode, auth)
+        if lacking:
+            cell.note = lacking
+            return cell
         credentials = account_for(target, auth)
         if credentials is None:
             cell.note = "the target names no APOP account (--apop-user)"
@@ -289,6 +340,7 @@ class Runner:
             deliver(seeder_for(target, credentials, self.apop_seed), target, credentials, self.fixtures)
             if self.after_deliver:
                 self.after_deliver(target, credentials)
+            shot = snapshot(target, credentials, self.fixtures)
             try:
                 stored = client.retrieve(login, mode, auth, behaviour, workdir)
             except CellUnsupported as exc:
@@ -298,18 +350,20 @@ class Runner:
                 cell.status = "fail"
                 cell.note, cell.error = _redact(exc.summary, credentials), _redact(exc.output, credentials)
                 return cell
-            problems = verify(client, self.fixtures, stored)
+            problems = verify(client, self.fixtures, shot, stored)
             left = maildrop_count(target, credentials)
-            wanted = len(self.fixtures) if behaviour == "keep" else 0
+            wanted = len(shot.messages) if behaviour == "keep" else 0
             if left != wanted:
                 problems.append(
                     f"{behaviour}: the maildrop holds {left} messages afterwards, expected {wanted}"
                 )
+            notes = shot.notes()
             if problems:
-                cell.status, cell.note = "fail", "\n".join(problems)
+                cell.status, cell.note = "fail", "\n".join(problems + notes)
             else:
                 cell.status = "pass"
-                cell.note = "" if client.normalisation.startswith("none") else client.normalisation
+                own = [] if client.normalisation.startswith("none") else [client.normalisation]
+                cell.note = "\n".join(own + notes)
             return cell
         except (MaildropError, SeedError, OSError) as exc:
             cell.status, cell.note = "fail", f"set-up or check failed (not the client): {exc}"

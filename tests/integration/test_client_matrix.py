@@ -22,7 +22,7 @@ from pop3suite.cli import main
 from pop3suite.interop import CLIENTS
 from pop3suite.interop.base import Login
 from pop3suite.interop.pythonpoplib import PythonPoplib
-from pop3suite.interop.runner import Cell, Runner
+from pop3suite.interop.runner import Cell, Runner, seeder_for
 from pop3suite.interop.targets import embedded
 
 pytestmark = pytest.mark.realclient
@@ -125,6 +125,23 @@ def test_corrupted_message_fails_the_cell(name, auth, reference):
     [cell] = runner.run(reference).cells
     assert cell.status == "fail"
     assert cell.note.startswith("dot-lines: differs at byte")
+
+
+def _deliver_a_notice(target: Target, credentials: Credentials) -> None:
+    """A message that is no fixture, as a server's own delivery notice would be."""
+    seeder_for(target, credentials).deliver(b"From: MAILER-DAEMON\r\nSubject: a notice\r\n\r\nhi\r\n")
+
+
+@pytest.mark.parametrize("name", ["poplib", "fetchmail"])
+def test_extra_message_in_the_maildrop_is_retrieved_and_listed(name, reference):
+    """Messages the server served besides the fixtures are compared like the
+    rest (the client stored what the server served), listed in the note, and
+    counted in the keep check; the fixtures themselves are still exact."""
+    runner = _runner([name], modes=("plain",), auths=("user",), behaviours=("keep",))
+    runner.after_deliver = _deliver_a_notice
+    [cell] = runner.run(reference).cells
+    assert cell.status == "pass", _failures([cell])
+    assert "in the maildrop is no fixture" in cell.note and "Subject: a notice" in cell.note
 
 
 class _NeverDeletes(PythonPoplib):
