@@ -32,8 +32,8 @@ class PeerUnavailable(RuntimeError):
 
 
 def available_peers() -> list[str]:
-    """Names of the peer scripts in this checkout."""
-    return sorted(path.stem for path in PEER_SCRIPTS.glob("*.sh"))
+    """Names of the peer scripts in this checkout (``lib.sh`` is their shared helpers)."""
+    return sorted(path.stem for path in PEER_SCRIPTS.glob("*.sh") if path.stem != "lib")
 
 
 def read_env(path: Path) -> dict[str, str]:

@@ -4,6 +4,7 @@ project's own client: plain, STLS, implicit TLS, APOP, the session lock.
 
 The first run installs dovecot-core and dovecot-pop3d (about 20 s); the
 module then takes about 15 s, most of it Dovecot's ~10 s lock wait.
+The checks every peer shares live in tests/peers.py.
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ from __future__ import annotations
 import re
 import ssl
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from pop3suite.client import Pop3Client
-from tests.conftest import PASSWORD
-from tests.peers import Peer, dovecot_peer, run_script, session_members
+from tests.peers import (
+    PeerLifecycle,
+    assert_tls_login,
+    peer_fixture,
+    seed,
+)
 
 # The module's first test may install Dovecot from Debian's packages.
 pytestmark = [pytest.mark.realclient, pytest.mark.timeout(900)]
@@ -26,23 +29,13 @@ pytestmark = [pytest.mark.realclient, pytest.mark.timeout(900)]
 MESSAGE = b"Subject: dovecot peer\r\nX-Test: 1\r\n\r\n.leading dot\r\n..two dots\r\n+OK fake\r\nend\r\n"
 
 
-@pytest.fixture(scope="module")
-def peer() -> Iterator[Peer]:
-    """Dovecot started by dovecot.sh on free ports; stopped at module end."""
-    with dovecot_peer(PASSWORD) as started:
-        yield started
-
-
-def _seed(peer: Peer, user: str, data: bytes, tmp_path: Path) -> None:
-    message = tmp_path / "message.eml"
-    message.write_bytes(data)
-    result = run_script("seed", str(peer.directory), user, str(message))
-    assert result.returncode == 0, result.stderr
+# Dovecot started by dovecot.sh on free ports; stopped at module end.
+peer = peer_fixture("dovecot")
 
 
 def test_plain_user_pass_retr_byte_exact(peer, tmp_path):
     """USER/PASS over plain TCP; RETR returns the seeded message byte for byte."""
-    _seed(peer, "alice", MESSAGE, tmp_path)
+    seed(peer, "alice", MESSAGE, tmp_path)
     pop = peer.client()
     try:
         assert pop.greeting.ok
@@ -58,27 +51,12 @@ def test_plain_user_pass_retr_byte_exact(peer, tmp_path):
 
 def test_stls_verifies_against_peer_ca(peer):
     """STLS upgrades with a certificate that verifies against the peer's CA."""
-    pop = peer.client("stls")
-    try:
-        assert pop.tls_active
-        assert "STLS" not in pop.capa()
-        pop.login("bob", peer.password)
-        assert pop.stat()[0] >= 0
-        assert pop.quit().ok
-    finally:
-        pop.close()
+    assert_tls_login(peer, "stls")
 
 
 def test_implicit_tls_with_sasl_plain(peer):
     """Implicit TLS on the pop3s port verifies against the peer's CA; SASL PLAIN logs in."""
-    pop = peer.client("implicit")
-    try:
-        assert pop.tls_active and pop.greeting.ok
-        pop.auth_plain("bob", peer.password)
-        assert pop.stat()[0] >= 0
-        assert pop.quit().ok
-    finally:
-        pop.close()
+    assert_tls_login(peer, "implicit")
 
 
 def test_implicit_tls_fails_without_peer_ca(peer):
@@ -124,22 +102,8 @@ def test_second_concurrent_login(peer, record_property):
         second.close()
 
 
-def test_start_is_idempotent_and_status_reports_running(peer):
-    """start on a running peer says so and exits 0 without a second master; status exits 0."""
-    result = run_script("start", str(peer.directory))
-    assert result.returncode == 0, result.stderr
-    assert "already running" in result.stderr
-    assert int((peer.directory / "dovecot.pid").read_text()) == peer.master_pid
-    status = run_script("status", str(peer.directory))
-    assert status.returncode == 0 and "running" in status.stdout
+class TestLifecycle(PeerLifecycle):
+    """start/status/stop: stop ends the master and all its processes and removes the pid files."""
 
-
-def test_stop_leaves_no_dovecot_process(peer):
-    """stop ends the master and all its processes, removes the pid file; a second stop exits 0."""
-    assert session_members(peer.master_pid), "the peer should be running before stop"
-    result = run_script("stop", str(peer.directory))
-    assert result.returncode == 0, result.stderr
-    assert session_members(peer.master_pid) == []
-    assert not (peer.directory / "dovecot.pid").exists()
-    assert run_script("status", str(peer.directory)).returncode == 3
-    assert run_script("stop", str(peer.directory)).returncode == 0
+    name, pid_file = "dovecot", "dovecot.pid"
+    gone = ("run/master.pid",)
