@@ -22,6 +22,7 @@ Options (mirrored by ``pop3suite check``)::
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import ssl
 import time
@@ -289,7 +290,10 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
 
         embedded = start_embedded(options["profile"], options.get("fast", False), options.get("idle_timeout"))
         results.target, results.profile = embedded.target.name, options["profile"]
-        yield embedded.target
+        chosen = embedded.target
+        if options.get("source_address"):  # a second loopback address for the POP-before-SMTP cases
+            chosen = dataclasses.replace(chosen, source_address=options["source_address"])
+        yield chosen
         embedded.stop()
         return
     options.pop("expectations", None)
