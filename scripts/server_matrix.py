@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -63,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default="/var/tmp/pop3suite-matrix", help="peer dirs and check reports")
     parser.add_argument("--no-reference", action="store_true", help="leave the reference server out")
     args = parser.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the running peer is stopped by its script.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     names = args.peers.split(",") if args.peers else peers.available_peers()
     profiles = args.profiles.split(",")
     work = Path(args.work) / time.strftime("run-%Y%m%d-%H%M%S")
