@@ -18,6 +18,9 @@ Rules every backend keeps (RFC 1939 §§4-7):
 from __future__ import annotations
 
 import abc
+import errno
+import fcntl
+import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -34,6 +37,32 @@ class StorageError(Exception):
 
 class MaildropLocked(StorageError):
     """Another session holds the maildrop lock: answer ``[IN-USE]``."""
+
+
+#: The per-mailbox session lock file (both backends): held with flock for
+#: the whole POP3 session, released by the kernel if the process dies.
+SESSION_LOCK = ".pop3.lock"
+
+
+def lock_session(directory: str, user: str) -> int:
+    """Take ``user``'s exclusive session lock in ``directory``; its fd.
+
+    Raises:
+        MaildropLocked: another session holds it (``[IN-USE]``).
+        StorageError: the lock file cannot be opened or locked.
+    """
+    try:
+        lock_fd = os.open(os.path.join(directory, SESSION_LOCK), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as error:
+        raise StorageError(str(error)) from error
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        os.close(lock_fd)
+        if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise MaildropLocked(user) from None
+        raise StorageError(str(error)) from error
+    return lock_fd
 
 
 class UnknownMailbox(StorageError):

@@ -36,8 +36,6 @@ Layout: ``ROOT/<user>/{tmp,new,cur}`` plus ``ROOT/<user>/.pop3.lock``.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import hashlib
 import itertools
 import os
@@ -55,13 +53,14 @@ from pop3suite.proto.framing import CrlfNormalizer
 from pop3suite.proto.limits import MAX_UID_LENGTH
 
 from .base import (
+    SESSION_LOCK,
     Maildrop,
-    MaildropLocked,
     MailStore,
     StorageError,
     StoredMessage,
     UnknownMailbox,
     check_username,
+    lock_session,
 )
 
 _SIZE_FIELD = re.compile(r",([SW])=(\d+)")
@@ -251,7 +250,7 @@ class MaildirStore(MailStore):
         # the disk (or its inodes) fills up later: the user can then fetch
         # and delete mail to free space instead of getting [SYS/TEMP].
         with contextlib.suppress(OSError):
-            os.close(os.open(os.path.join(base, ".pop3.lock"), os.O_RDWR | os.O_CREAT, 0o600))
+            os.close(os.open(os.path.join(base, SESSION_LOCK), os.O_RDWR | os.O_CREAT, 0o600))
 
     def deliver(self, user: str, data: bytes) -> str:
         base = self.user_dir(user)
@@ -284,17 +283,7 @@ class MaildirStore(MailStore):
         base = self.user_dir(user)
         if not os.path.isdir(os.path.join(base, "cur")):
             raise UnknownMailbox(user)
-        try:
-            lock_fd = os.open(os.path.join(base, ".pop3.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as error:
-            raise StorageError(str(error)) from error
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            os.close(lock_fd)
-            if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise MaildropLocked(user) from None
-            raise StorageError(str(error)) from error
+        lock_fd = lock_session(base, user)
         try:
             messages, infos = self._scan(base)
         except OSError as error:

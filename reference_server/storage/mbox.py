@@ -69,18 +69,18 @@ from pop3suite.proto.framing import CrlfNormalizer
 from pop3suite.proto.limits import MAX_UID_LENGTH
 
 from .base import (
+    SESSION_LOCK,
     Maildrop,
-    MaildropLocked,
     MailStore,
     StorageError,
     StoredMessage,
     UnknownMailbox,
     check_username,
+    lock_session,
 )
 from .maildir import _unique_name
 
 MBOX_NAME = "mbox"
-SESSION_LOCK = ".pop3.lock"
 WRITE_LOCK = ".mbox.lock"
 TEMP_PREFIX = ".mbox.rewrite."
 UID_HEADER = b"X-UIDL: "
@@ -508,17 +508,7 @@ class MboxStore(MailStore):
         path = os.path.join(base, MBOX_NAME)
         if not os.path.isfile(path):
             raise UnknownMailbox(user)
-        try:
-            lock_fd = os.open(os.path.join(base, SESSION_LOCK), os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as error:
-            raise StorageError(str(error)) from error
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            os.close(lock_fd)
-            if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise MaildropLocked(user) from None
-            raise StorageError(str(error)) from error
+        lock_fd = lock_session(base, user)
         mbox_fd = -1
         try:
             self._remove_stale_temps(base)
