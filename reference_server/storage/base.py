@@ -20,8 +20,11 @@ from __future__ import annotations
 import abc
 import errno
 import fcntl
+import itertools
 import os
 import re
+import secrets
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -37,6 +40,18 @@ class StorageError(Exception):
 
 class MaildropLocked(StorageError):
     """Another session holds the maildrop lock: answer ``[IN-USE]``."""
+
+
+_sequence = itertools.count()
+
+
+def unique_name() -> str:
+    """``<sec>.M<usec>P<pid>Q<seq>R<random>``: sortable by delivery time and
+    unique across processes and restarts (a Maildir file name, an mbox UID)."""
+    now = time.time()
+    sec = int(now)
+    usec = int((now - sec) * 1_000_000)
+    return f"{sec}.M{usec:06d}P{os.getpid()}Q{next(_sequence)}R{secrets.token_hex(4)}"
 
 
 #: The per-mailbox session lock file (both backends): held with flock for

@@ -37,10 +37,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import itertools
 import os
 import re
-import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -61,12 +59,12 @@ from .base import (
     UnknownMailbox,
     check_username,
     lock_session,
+    unique_name,
 )
 
 _SIZE_FIELD = re.compile(r",([SW])=(\d+)")
 _VALID_UID = re.compile(rf"[\x21-\x7e]{{1,{MAX_UID_LENGTH}}}")
 _SUBDIRS = ("tmp", "new", "cur")
-_sequence = itertools.count()
 
 #: A directory modified less than this long before a scan started may change
 #: again within the same mtime tick: such a listing is not reused.
@@ -77,15 +75,6 @@ INDEX_MAILBOXES = 2048
 #: (well under a millisecond, even when it has to be listed again) to do on
 #: the event loop; bigger ones are opened in a worker thread.
 INLINE_OPEN_MAX = 500
-
-
-def _unique_name() -> str:
-    """``<sec>.M<usec>P<pid>Q<seq>R<random>``: sortable by delivery time and
-    unique across processes and restarts."""
-    now = time.time()
-    sec = int(now)
-    usec = int((now - sec) * 1_000_000)
-    return f"{sec}.M{usec:06d}P{os.getpid()}Q{next(_sequence)}R{secrets.token_hex(4)}"
 
 
 def uid_for(filename: str) -> str:
@@ -258,7 +247,7 @@ class MaildirStore(MailStore):
             raise UnknownMailbox(user)
         normalizer = CrlfNormalizer()
         wire = normalizer.feed(data) + normalizer.finish()
-        unique = _unique_name()
+        unique = unique_name()
         tmp_path = os.path.join(base, "tmp", unique)
         final = os.path.join(base, "new", f"{unique},S={len(wire)},W={len(wire)}")
         try:

@@ -77,8 +77,8 @@ from .base import (
     UnknownMailbox,
     check_username,
     lock_session,
+    unique_name,
 )
-from .maildir import _unique_name
 
 MBOX_NAME = "mbox"
 WRITE_LOCK = ".mbox.lock"
@@ -454,7 +454,7 @@ class MboxStore(MailStore):
         path = os.path.join(base, MBOX_NAME)
         if not os.path.isfile(path):
             raise UnknownMailbox(user)
-        uid = _unique_name()
+        uid = unique_name()
         stamp = time.asctime(time.gmtime()).encode("ascii")
         record = b"".join(
             (
