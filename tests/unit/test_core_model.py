@@ -27,7 +27,7 @@ from pop3suite.proto.server import (
     State,
     Update,
 )
-from tests.unit.test_server_session import check_action
+from tests.unit.session_helpers import check_action
 
 MAX_BAD = 5
 NUMBERS = st.integers(min_value=0, max_value=7)
