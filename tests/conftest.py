@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -89,6 +91,24 @@ def login_when_free(
         assert response.code == ("IN-USE",), response.raw
         assert time.monotonic() < deadline, "maildrop still locked after the session ended"
         time.sleep(0.05)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_pop3suite(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """``python -m pop3suite ARGS`` from the project root, output captured as text.
+
+    The timeout is generous on purpose: a busy 2-core CI machine runs
+    these next to the Dovecot conformance run."""
+    return subprocess.run(
+        [sys.executable, "-m", "pop3suite", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        check=False,
+    )
 
 
 #: Modules that mostly wait on a real peer (Dovecot's ~4.5 s auth penalty

@@ -5,15 +5,14 @@ guidance.  2 x 2 cells of 4 s (about 45 s on 2 cores)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_pop3suite
+
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 
 TINY = """
 name = "capacity-tiny"
@@ -42,13 +41,7 @@ def test_tiny_sweep_writes_the_three_files(tmp_path: Path) -> None:
     scenario = tmp_path / "tiny.toml"
     scenario.write_text(TINY, encoding="utf-8")
     report = tmp_path / "out"
-    done = subprocess.run(
-        [sys.executable, "-m", "pop3suite", "capacity", str(scenario), "--report", str(report)],
-        capture_output=True,
-        text=True,
-        timeout=300,  # ~50 s on an idle 2-core machine; generous for a loaded one
-        cwd=ROOT,
-    )
+    done = run_pop3suite("capacity", str(scenario), "--report", str(report), timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     capacity = json.loads((report / "capacity.json").read_text())
     model = json.loads((report / "model.json").read_text())
@@ -86,12 +79,6 @@ def test_tiny_sweep_writes_the_three_files(tmp_path: Path) -> None:
 def test_bad_capacity_scenario_is_a_usage_error(tmp_path: Path) -> None:
     scenario = tmp_path / "bad.toml"
     scenario.write_text(TINY.replace('tls = ["implicit"]', 'tls = ["ssl3"]'), encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, "-m", "pop3suite", "capacity", str(scenario)],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        cwd=ROOT,
-    )
+    done = run_pop3suite("capacity", str(scenario), timeout=90)
     assert done.returncode == 2
     assert "bad.toml: grid.tls" in done.stderr and "Traceback" not in done.stderr

@@ -18,7 +18,7 @@ from xml.etree import ElementTree
 
 import pytest
 
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, run_pop3suite
 from tests.peers import dovecot_peer, run_script
 
 pytestmark = pytest.mark.timeout(1200)
@@ -28,13 +28,7 @@ DOVECOT_EXPECTATIONS = ROOT / "conformance" / "expectations" / "dovecot.toml"
 
 
 def check(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pop3suite", "check", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
+    return run_pop3suite("check", *args, timeout=timeout)
 
 
 def unexpected_failures(document: dict) -> list[str]:

@@ -5,15 +5,14 @@ message is still in its mailbox at the end."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_pop3suite
+
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 
 KEEP = """
 name = "keep-only"
@@ -49,13 +48,7 @@ def test_keep_on_server_fetches_only_new(tmp_path: Path) -> None:
     scenario = tmp_path / "keep.toml"
     scenario.write_text(KEEP)
     report = tmp_path / "keep"
-    done = subprocess.run(
-        [sys.executable, "-m", "pop3suite", "load", str(scenario), "--report", str(report)],
-        capture_output=True,
-        text=True,
-        timeout=55,
-        cwd=ROOT,
-    )
+    done = run_pop3suite("load", str(scenario), "--report", str(report))
     assert done.returncode == 0, done.stderr[-5000:]
     ledger = json.loads((report / "ledger.json").read_text())
     assert ledger["duplicated"] == 0 and ledger["lost"] == 0 and ledger["corrupted"] == 0

@@ -7,19 +7,18 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from load.report import render_report
 from load.report.html import fmt
+from tests.conftest import run_pop3suite
 from tests.unit.test_report_capacity import make_capacity_dir
 from tests.unit.test_report_charts import assert_png_drawn, html_links
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 
 TINY = """
 name = "reporttiny"
@@ -61,9 +60,7 @@ DRAWN = ("latency_over_time", "latency_distribution", "offered_vs_achieved", "se
 
 
 def pop3suite(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pop3suite", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
-    )
+    return run_pop3suite(*args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

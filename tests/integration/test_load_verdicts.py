@@ -4,16 +4,13 @@ exit non-zero and says which check failed; plus the ledger's arithmetic."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from load.accounting import Ledger, RetrSink, find_nonce, make_message
 from load.scenario import load_scenario
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import run_pop3suite
 
 IMPOSSIBLE = """
 name = "impossible"
@@ -38,13 +35,7 @@ def test_failing_slo_gives_nonzero_exit(tmp_path: Path) -> None:
     scenario = tmp_path / "impossible.toml"
     scenario.write_text(IMPOSSIBLE)
     report = tmp_path / "out"
-    done = subprocess.run(
-        [sys.executable, "-m", "pop3suite", "load", str(scenario), "--report", str(report)],
-        capture_output=True,
-        text=True,
-        timeout=55,
-        cwd=ROOT,
-    )
+    done = run_pop3suite("load", str(scenario), "--report", str(report))
     assert done.returncode == 1, done.stderr[-3000:]
     verdicts = json.loads((report / "verdicts.json").read_text())
     assert verdicts["passed"] is False
@@ -55,13 +46,7 @@ def test_failing_slo_gives_nonzero_exit(tmp_path: Path) -> None:
 
 def test_unknown_scenario_is_a_usage_error() -> None:
     """An unknown scenario name exits 2 with one line naming the shipped ones."""
-    done = subprocess.run(
-        [sys.executable, "-m", "pop3suite", "load", "no-such-scenario"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=ROOT,
-    )
+    done = run_pop3suite("load", "no-such-scenario", timeout=30)
     assert done.returncode == 2
     assert "smoke" in done.stderr and "Traceback" not in done.stderr
 

@@ -33,7 +33,7 @@ import pytest
 from pop3suite.proto.framing import CrlfNormalizer
 from reference_server import config
 from reference_server.storage import MaildirStore, MboxStore, RoutingStore, open_store
-from tests.conftest import PASSWORD, open_client
+from tests.conftest import PASSWORD, open_client, run_pop3suite
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,26 +66,14 @@ def python(code: str, *args: str, **kwargs: object) -> subprocess.Popen:
 @pytest.mark.timeout(300)
 def test_conformance_fast_run_on_mbox_has_no_failed() -> None:
     """The whole fast conformance run against an embedded server on mbox."""
-    result = subprocess.run(
-        [sys.executable, "-m", "pop3suite", "check", "--fast", "--storage", "mbox"],
-        capture_output=True,
-        text=True,
-        timeout=280,
-        cwd=ROOT,
-    )
+    result = run_pop3suite("check", "--fast", "--storage", "mbox", timeout=280)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "FAILED: 0" in result.stdout
     assert "OK: " in result.stdout and "OK: 0 " not in result.stdout
 
 
 def test_check_storage_needs_the_embedded_server() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "pop3suite", "check", "--storage", "mbox", "pop3://a:b@127.0.0.1:1"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+    result = run_pop3suite("check", "--storage", "mbox", "pop3://a:b@127.0.0.1:1", timeout=60)
     assert result.returncode == 2 and "embedded" in result.stderr
 
 
@@ -291,13 +279,7 @@ def test_bad_storage_value_names_file_and_key(tmp_path: Path, server: str, bob: 
 
 
 def test_init_storage_mbox_writes_the_key(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "pop3suite", "init", str(tmp_path / "lab"), "--storage", "mbox"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+    result = run_pop3suite("init", str(tmp_path / "lab"), "--storage", "mbox", timeout=60)
     assert result.returncode == 0, result.stderr
     document = tomllib.loads((tmp_path / "lab" / "pop3suite.toml").read_text())
     assert document["server"]["storage"] == "mbox"
