@@ -43,10 +43,18 @@ Format (mboxrd, LF line ends like a real spool)::
   crash before the rename leaves the old file (and a stale temporary file,
   removed at the next login); after it, the new one.  Nothing is lost or
   duplicated at any point.
+* A delivery notes the file size it appends at in ``.mbox.append`` (fsynced
+  when the store fsyncs) and clears it when the append is durable.  Whoever
+  takes ``.mbox.lock`` next (a delivery, a login, an UPDATE rewrite) first
+  finishes a delivery that died half way (:func:`recover_append`): a tail
+  that parses as whole messages stays (the process died after writing it);
+  anything else is moved to ``mbox.torn.*`` beside the mbox and cut off, so
+  the mailbox keeps working and the broken bytes are still there to read.
+  The SMTP client never got its 250 for that message, so it sends it again.
 * A file that does not begin with ``From`` or whose last message does not end
-  with an empty line (a torn append) is refused with :class:`StorageError`
-  (``[SYS/TEMP]``) until someone repairs it; ``deliver`` refuses to append to
-  such a file rather than burying the damage.
+  with an empty line without such a note (damage by another program) is
+  refused with :class:`StorageError` (``[SYS/TEMP]``) until someone repairs it;
+  ``deliver`` refuses to append to such a file rather than burying the damage.
 """
 
 from __future__ import annotations
@@ -83,6 +91,10 @@ from .base import (
 MBOX_NAME = "mbox"
 WRITE_LOCK = ".mbox.lock"
 TEMP_PREFIX = ".mbox.rewrite."
+#: Holds the size a delivery in progress appends at (empty when none is).
+APPEND_NOTE = ".mbox.append"
+#: Bytes of a delivery that died half way, kept beside the mbox for a human.
+TORN_PREFIX = "mbox.torn."
 UID_HEADER = b"X-UIDL: "
 SENDER = b"MAILER-DAEMON"
 
@@ -314,6 +326,87 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
+def _note_append(user_dir: str, size: int, fsync: bool) -> int:
+    """Write down that a delivery now appends at ``size``; returns the
+    note's descriptor for :func:`_clear_note`."""
+    fd = os.open(os.path.join(user_dir, APPEND_NOTE), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.ftruncate(fd, 0)
+        _write_all(fd, b"%d\n" % size)
+        if fsync:
+            os.fsync(fd)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _clear_note(fd: int) -> None:
+    """The append is complete (or undone): nothing is left to recover.  No
+    fsync: a note that survives a crash over whole messages is harmless."""
+    try:
+        os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)
+
+
+def recover_append(user_dir: str, fsync: bool = True) -> str | None:
+    """Finish a delivery that died half way.  Call with ``.mbox.lock`` held.
+
+    Returns the path of the ``mbox.torn.*`` file the broken tail was moved
+    to, or None when there was nothing to cut.
+    """
+    note_path = os.path.join(user_dir, APPEND_NOTE)
+    try:
+        with open(note_path, "rb") as handle:
+            note = handle.read()
+    except FileNotFoundError:
+        return None
+    if not note:
+        return None
+    torn_path = None
+    path = os.path.join(user_dir, MBOX_NAME)
+    try:
+        start = int(note.strip().decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        start = -1  # the note itself was cut: the append never began
+    fd = os.open(path, os.O_RDWR)
+    try:
+        size = os.fstat(fd).st_size
+        if 0 <= start < size and not _whole_messages(fd, start, size, path):
+            torn_path = os.path.join(
+                user_dir, f"{TORN_PREFIX}{time.strftime('%Y%m%dT%H%M%S')}.{secrets.token_hex(3)}"
+            )
+            out = os.open(torn_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                _copy_range(fd, out, start, size)
+                if fsync:
+                    os.fsync(out)
+            finally:
+                os.close(out)
+            os.ftruncate(fd, start)
+            if fsync:
+                os.fsync(fd)
+                _fsync_dir(user_dir)
+    finally:
+        os.close(fd)
+    with open(note_path, "r+b") as handle:
+        handle.truncate(0)
+    return torn_path
+
+
+def _whole_messages(fd: int, start: int, end: int, path: str) -> bool:
+    """Whether bytes ``start:end`` of the mbox are complete messages."""
+    tail = os.pread(fd, end - start, start)
+    if len(tail) != end - start:
+        return False
+    try:
+        scan(tail, path)
+    except StorageError:
+        return False
+    return True
+
+
 class _MboxDrop(Maildrop):
     def __init__(
         self,
@@ -378,6 +471,7 @@ class _MboxDrop(Maildrop):
         ``temp``, make it durable, then rename it over the mbox."""
         assert self._mbox_fd is not None
         source = self._mbox_fd
+        recover_append(self._dir, self._store.fsync)  # a delivery that died during the session
         current = os.stat(self._path)
         mine = os.fstat(source)
         if (current.st_dev, current.st_ino) != (mine.st_dev, mine.st_ino):
@@ -445,7 +539,7 @@ class MboxStore(MailStore):
         base = self.user_dir(user)
         os.makedirs(base, mode=0o700, exist_ok=True)
         # Lock files exist from the start (see MaildirStore.ensure_mailbox).
-        for name in (MBOX_NAME, SESSION_LOCK, WRITE_LOCK):
+        for name in (MBOX_NAME, SESSION_LOCK, WRITE_LOCK, APPEND_NOTE):
             with contextlib.suppress(OSError):
                 os.close(os.open(os.path.join(base, name), os.O_RDWR | os.O_CREAT, 0o600))
 
@@ -473,6 +567,7 @@ class MboxStore(MailStore):
         with _flock(os.path.join(base, WRITE_LOCK), self.lock_wait):
             # Opened under the lock: a rewrite may have replaced the file.
             try:
+                recover_append(base, self.fsync)
                 fd = os.open(path, os.O_WRONLY | os.O_APPEND)
             except OSError as error:
                 raise StorageError(f"delivery to {user} failed: {error.strerror}") from error
@@ -480,14 +575,24 @@ class MboxStore(MailStore):
                 size = os.fstat(fd).st_size
                 self._check_tail(path, size)
                 try:
+                    note = _note_append(base, size, self.fsync)
+                except OSError as error:
+                    raise StorageError(f"delivery to {user} failed: {error.strerror}") from error
+                try:
                     _write_all(fd, record)
                     if self.fsync:
                         os.fsync(fd)
                 except OSError as error:
                     # Leave the file as it was: no torn message at the end.
-                    with contextlib.suppress(OSError):
+                    try:
                         os.ftruncate(fd, size)
+                    except OSError:
+                        os.close(note)  # the note stays: the next lock holder cuts the tail
+                    else:
+                        _clear_note(note)
                     raise StorageError(f"delivery to {user} failed: {error.strerror}") from error
+                with contextlib.suppress(OSError):
+                    _clear_note(note)
             finally:
                 os.close(fd)
         return uid
@@ -501,7 +606,9 @@ class MboxStore(MailStore):
             handle.seek(max(0, size - 2))
             tail = handle.read(2)
         if tail != b"\n\n":
-            raise StorageError(f"{path}: last message is not terminated (torn write?); not appending")
+            raise StorageError(
+                f"{path}: last message is not terminated (changed by another program?); not appending"
+            )
 
     def open_maildrop(self, user: str) -> Maildrop:
         base = self.user_dir(user)
@@ -513,6 +620,7 @@ class MboxStore(MailStore):
         try:
             self._remove_stale_temps(base)
             with _flock(os.path.join(base, WRITE_LOCK), self.lock_wait):
+                recover_append(base, self.fsync)
                 mbox_fd = os.open(path, os.O_RDONLY)
                 size = os.fstat(mbox_fd).st_size
             messages, spans = self._index(mbox_fd, size, path)

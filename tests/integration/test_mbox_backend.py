@@ -5,6 +5,8 @@
 * A process killed with SIGKILL at many points of an UPDATE rewrite, and a
   rewrite / append that hits a real write error (RLIMIT_FSIZE: EFBIG from
   the kernel), lose nothing and duplicate nothing.
+* A delivery the kernel kills half way (at a file-size limit) is cut off at
+  the next login or rewrite and kept aside in ``mbox.torn.*``.
 * A damaged mbox answers ``-ERR [SYS/TEMP]`` at login; the server goes on.
 * Over the wire: LIST sizes = RETR octets; SMTP mail arriving during a POP3
   session survives that session's DELE + QUIT rewrite.
@@ -198,6 +200,80 @@ def test_write_errors_in_rewrite_and_append_leave_the_mbox_as_it_was(tmp_path: P
     assert path.read_bytes() == before
     assert not list((tmp_path / "alice").glob(".mbox.rewrite.*"))
     assert len(contents(store)) == 20
+
+
+# ------------------------------------------------- a delivery that dies
+
+_DYING_DELIVERY = """
+    import resource, signal, sys
+    from reference_server.storage.mbox import MboxStore
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it by default
+    store = MboxStore(sys.argv[1], fsync=True)
+    hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+    # SIGXFSZ keeps its default action: the kernel kills the process at the
+    # limit, half way through the append, like a crash or kill -9 would.
+    resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), hard))
+    sys.stdin.read(1)  # the parent says when (a session may be open)
+    store.deliver("alice", b"Subject: big\\r\\n\\r\\n" + b"z" * 200000 + b"\\r\\n")
+    print("delivered")
+"""
+
+
+def _die_mid_append(root: Path) -> bytes:
+    """Run a delivery that the kernel kills half way; returns the bytes it
+    left after the end of the mbox (the torn record)."""
+    path = root / "alice" / "mbox"
+    size = path.stat().st_size
+    child = python(_DYING_DELIVERY, str(root), str(size + 100_000))
+    out, err = child.communicate(b"g", timeout=60)
+    assert child.returncode == -signal.SIGXFSZ, (child.returncode, out, err)
+    torn = path.read_bytes()[size:]
+    assert 0 < len(torn) <= 100_000 and torn.startswith(b"From "), len(torn)
+    return torn
+
+
+def test_a_delivery_killed_half_way_is_cut_off_and_kept_aside(tmp_path: Path) -> None:
+    """A delivery process that dies mid-append (killed by the kernel at a
+    file-size limit) leaves a torn record; the next login moves it to
+    ``mbox.torn.*`` and goes on with every whole message, and the next
+    delivery works."""
+    store = MboxStore(str(tmp_path), fsync=False)
+    store.ensure_mailbox("alice")
+    sent = {store.deliver("alice", b"Subject: %d\r\n\r\nbody\r\n" % i): i for i in range(5)}
+    torn = _die_mid_append(tmp_path)
+    assert list(contents(store)) == list(sent)  # the login repaired the mailbox
+    kept = list((tmp_path / "alice").glob("mbox.torn.*"))
+    assert len(kept) == 1 and kept[0].read_bytes() == torn
+    late = store.deliver("alice", b"Subject: late\r\n\r\nafter the crash\r\n")
+    assert list(contents(store)) == [*sent, late]
+    assert (tmp_path / "alice" / ".mbox.append").read_bytes() == b""
+
+
+def test_a_delivery_killed_during_a_session_is_cut_before_its_rewrite(tmp_path: Path) -> None:
+    """The delivery dies while a POP3 session is open; that session's
+    DELE+QUIT rewrite cuts the torn tail instead of copying it."""
+    store = MboxStore(str(tmp_path), fsync=False)
+    store.ensure_mailbox("alice")
+    uids = [store.deliver("alice", b"Subject: %d\r\n\r\nbody\r\n" % i) for i in range(4)]
+    with store.open_maildrop("alice") as drop:
+        torn = _die_mid_append(tmp_path)
+        drop.remove([1])
+    assert list(contents(store)) == uids[1:]
+    assert [p.read_bytes() for p in (tmp_path / "alice").glob("mbox.torn.*")] == [torn]
+
+
+def test_a_delivery_that_died_after_writing_keeps_its_message(tmp_path: Path) -> None:
+    """The process died after the whole record was written but before it
+    cleared its note (or a crash undid the clearing): the message stays."""
+    store = MboxStore(str(tmp_path), fsync=False)
+    store.ensure_mailbox("alice")
+    first = store.deliver("alice", b"Subject: 1\r\n\r\none\r\n")
+    size = (tmp_path / "alice" / "mbox").stat().st_size
+    second = store.deliver("alice", b"Subject: 2\r\n\r\ntwo\r\n")
+    (tmp_path / "alice" / ".mbox.append").write_bytes(b"%d\n" % size)
+    assert list(contents(store)) == [first, second]
+    assert not list((tmp_path / "alice").glob("mbox.torn.*"))
 
 
 # ------------------------------------------------------- inside the server
