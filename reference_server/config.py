@@ -128,6 +128,9 @@ class Settings:
     # None = off.  The login log is written when either is set.
     policy: Policy | None = None
     policy_log: Path | None = None
+    #: The login log is renamed to ``<name>.1`` (replacing an older one) when
+    #: it grows past this many MB; 0 = never (docs/policy.md).
+    policy_log_max_mb: float = 64.0
 
 
 _SERVER_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -156,7 +159,10 @@ _SERVER_KEYS: dict[str, type | tuple[type, ...]] = {
     "spool_dir": str,
     "policy": str,
     "policy_log": str,
+    "policy_log_max_mb": (int, float),
 }
+#: Number keys of [server] that must not be negative.
+_NOT_NEGATIVE = ("idle_timeout", "login_failure_delay", "relay_window", "policy_log_max_mb")
 _TLS_KEYS = {"cert": str, "key": str}
 _ACCOUNT_KEYS = {
     "password": str,
@@ -234,7 +240,7 @@ def parse(data: dict[str, Any], path: Path) -> Settings:
     for key, value in server.items():
         if key.endswith("_port"):
             value = _port(path, key, value)
-        elif key in ("idle_timeout", "login_failure_delay", "relay_window") and value < 0:
+        elif key in _NOT_NEGATIVE and value < 0:
             raise ConfigError(f"{path}: key 'server.{key}': must not be negative, got {value}")
         elif key == "login_delay" and value < 0:
             raise ConfigError(f"{path}: key 'server.login_delay': must not be negative, got {value}")

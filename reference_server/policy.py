@@ -35,6 +35,7 @@ import itertools
 import json
 import logging
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -403,11 +404,16 @@ class LoginTracker:
     Attributes:
         policy: the policy to enforce, or None to only observe.
         log_path: the append-only log (None: memory only).
+        max_bytes: past this size the log becomes ``<name>.1``, replacing
+            the previous one, so a long-running server's log stays bounded
+            while the readers still see the latest logins of both files.
         wall_clock: the log's clock (tests inject one).
     """
 
     policy: Policy | None
     log_path: Path | None = None
+    #: Rotate the log to ``<name>.1`` past this size (0: never).
+    max_bytes: int = 64 << 20
     wall_clock: Callable[[], float] = time.time
     history: dict[str, collections.deque[LoginRecord]] = field(default_factory=dict)
 
@@ -457,6 +463,9 @@ class LoginTracker:
             try:
                 with open(self.log_path, "a", encoding="utf-8") as handle:
                     handle.write(entry.to_json() + "\n")
+                    size = handle.tell()
+                if self.max_bytes and size >= self.max_bytes:
+                    os.replace(self.log_path, rotated(self.log_path))
             except OSError as error:  # a full disk must not stop logins
                 log.warning("cannot append to policy log %s: %s", self.log_path, error)
         return entry
@@ -495,32 +504,51 @@ def observed_interval(records: Iterable[LoginRecord]) -> float | None:
     return statistics.median(b - a for a, b in itertools.pairwise(times))
 
 
-def read_log(path: Path, tail_bytes: int | None = None) -> tuple[dict[str, list[LoginRecord]], int]:
-    """The log file's records per account, and the number of bad lines
-    skipped (a line cut short by a crash, say).  A missing file is empty.
+def rotated(path: Path) -> Path:
+    """Where the log goes when it is rotated (``<name>.1``)."""
+    return path.with_name(path.name + ".1")
 
-    ``tail_bytes`` reads only the end of a long log (the partial first
-    line is dropped, not counted as bad).
+
+def read_log(path: Path, tail_bytes: int | None = None) -> tuple[dict[str, list[LoginRecord]], int]:
+    """The log's records per account, oldest first, and the number of bad
+    lines skipped (a line cut short by a crash, say).  The rotated file
+    (``<name>.1``) is read before the current one; missing files are empty.
+
+    ``tail_bytes`` reads only the last that many bytes of the two files
+    together (the partial first line is dropped, not counted as bad).
     """
     records: dict[str, list[LoginRecord]] = {}
     bad = 0
-    try:
-        handle = open(path, "rb")  # noqa: SIM115
-    except FileNotFoundError:
-        return records, 0
-    known = set(LoginRecord.__dataclass_fields__)
-    with handle:
-        if tail_bytes is not None and handle.seek(0, 2) > tail_bytes:
-            handle.seek(-tail_bytes, 2)
-            handle.readline()
+    budget = tail_bytes
+    chunks: list[tuple[Path, int]] = []  # (file, bytes from its end; -1 = all)
+    for candidate in (path, rotated(path)):
+        if budget is not None and budget <= 0:
+            break
+        try:
+            size = candidate.stat().st_size
+        except FileNotFoundError:
+            continue
+        if budget is None:
+            chunks.append((candidate, -1))
         else:
-            handle.seek(0)
-        for line in handle:
-            try:
-                data = json.loads(line)
-                entry = LoginRecord(**{k: v for k, v in data.items() if k in known})
-            except (json.JSONDecodeError, UnicodeDecodeError, TypeError, AttributeError):
-                bad += 1
-                continue
-            records.setdefault(entry.account, []).append(entry)
+            chunks.append((candidate, -1 if size <= budget else budget))
+            budget -= size
+    known = set(LoginRecord.__dataclass_fields__)
+    for candidate, from_end in reversed(chunks):
+        try:
+            handle = open(candidate, "rb")  # noqa: SIM115
+        except FileNotFoundError:  # rotated away between stat and open
+            continue
+        with handle:
+            if from_end >= 0:
+                handle.seek(-from_end, 2)
+                handle.readline()
+            for line in handle:
+                try:
+                    data = json.loads(line)
+                    entry = LoginRecord(**{k: v for k, v in data.items() if k in known})
+                except (json.JSONDecodeError, UnicodeDecodeError, TypeError, AttributeError):
+                    bad += 1
+                    continue
+                records.setdefault(entry.account, []).append(entry)
     return records, bad

@@ -70,7 +70,11 @@ class ServerContext:
 
     def __post_init__(self) -> None:
         if self.logins is None and (self.settings.policy or self.settings.policy_log):
-            self.logins = LoginTracker(self.settings.policy, self.settings.policy_log)
+            self.logins = LoginTracker(
+                self.settings.policy,
+                self.settings.policy_log,
+                max_bytes=int(self.settings.policy_log_max_mb * 1024 * 1024),
+            )
             for account, age in self.logins.recent_logins().items():  # survive a restart
                 self.last_login[account] = self.clock() - age
 

@@ -349,3 +349,41 @@ def test_recent_logins_from_the_log_tail(tmp_path):
     records, bad = read_log(path, tail_bytes=4096)
     assert bad == 0 and set(records) == {"old", "bob"} and len(records["old"]) < 300
     assert LoginTracker(None, path).recent_logins() == {}  # observing only: nothing enforced
+
+
+def test_log_rotates_past_max_bytes_and_readers_see_both_files(tmp_path):
+    """A long-running server's log stays bounded (current + one ``.1``), and
+    the report and a restarted server still see the logins on both sides of
+    the rotation."""
+    clock = Clock(1_700_000_000.0)
+    path = tmp_path / "log.jsonl"
+    writer = LoginTracker(P50, path, max_bytes=4096, wall_clock=clock)
+    for _ in range(200):  # about 40 KB of records: nine or ten rotations
+        writer.record("alice", "plain", False, 300, 1000, 2, "pop3")
+        clock.now += 60
+    assert path.stat().st_size < 4096 and (tmp_path / "log.jsonl.1").stat().st_size >= 4096
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.jsonl", "log.jsonl.1"]
+    records, bad = read_log(path)
+    times = [r.time for r in records["alice"]]
+    assert bad == 0 and times == sorted(times) and len(times) < 200  # older files are gone
+    assert times[-1] == clock.now - 60
+    # A tail longer than the current file spans both files.
+    tail, _ = read_log(path, tail_bytes=path.stat().st_size + 500)
+    assert 0 < len(tail["alice"]) < len(records["alice"]) and tail["alice"][-1].time == times[-1]
+    assert LoginTracker(P50, path, wall_clock=clock).recent_logins() == {"alice": 60}
+    never = LoginTracker(P50, tmp_path / "never.jsonl", max_bytes=0, wall_clock=clock)
+    for _ in range(100):
+        never.record("bob", "plain", False, 300)
+    assert not (tmp_path / "never.jsonl.1").exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [(-1, "must not be negative"), ("big", "expected a number"), (True, "expected a number")],
+)
+def test_policy_log_max_mb_errors_name_the_file_and_key(value, error):
+    path = Path("/lab/pop3suite.toml")
+    with pytest.raises(config.ConfigError, match=rf"^{path}: key 'server.policy_log_max_mb': {error}"):
+        config.parse({"server": {"policy_log_max_mb": value}}, path)
+    assert config.parse({"server": {"policy_log_max_mb": 0.5}}, path).policy_log_max_mb == 0.5
+    assert config.parse({}, path).policy_log_max_mb == 64.0
