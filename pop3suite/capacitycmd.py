@@ -5,8 +5,10 @@ Writes ``DIR/capacity.json`` (cells and their measurements; rewritten after
 every cell, so an interrupted sweep keeps what finished), ``DIR/model.json``
 and ``DIR/guidance.json``, renders the HTML report when ``load.report``
 exists, and prints the guidance table and the held-out error.  Exit status:
-0 when the sweep and the fit completed, 1 when the fit was impossible or
-the sweep was interrupted, 2 for usage errors.
+0 when the sweep and the fit completed (or, against ``--target`` without
+``--server-pid``, when the sweep completed: no fit is expected), 1 when the
+fit was impossible or the sweep was interrupted, 2 for usage errors and a
+target that cannot run the grid (load/capacity/external.py checks it first).
 """
 
 from __future__ import annotations
@@ -36,13 +38,29 @@ def add_capacity_parser(sub: argparse._SubParsersAction) -> None:
         action="append",
         metavar="URL",
         help="pop3://HOST:PORT and/or pop3s://HOST:PORT of an external server (repeatable); its accounts "
-        "must already hold the mail; backend and prefill are then not controlled",
+        "cap<MB>mb<nnnn> must hold the grid's mailbox sizes (checked first; see --prefill, --write-prefill)",
     )
     p.add_argument("--smtp", metavar="URL", help="smtp://HOST:PORT for delete-cell refill (with --target)")
     p.add_argument("--password", help="password of every account on --target")
     p.add_argument("--cafile", help="CA file for --target's certificate")
     p.add_argument("--insecure", action="store_true", help="do not verify --target's certificate")
-    p.add_argument("--server-pid", type=int, help="PID of the --target server (CPU is read from it)")
+    p.add_argument(
+        "--server-pid",
+        type=int,
+        help="PID of the --target server on this machine: CPU of it and its child processes is read "
+        "(without it, CPU is not measured and no model is fitted)",
+    )
+    p.add_argument(
+        "--prefill",
+        action="store_true",
+        help="with --target and --smtp: top each account up to its mailbox size over SMTP before the "
+        "sweep and before every cell (delete cells drift)",
+    )
+    p.add_argument(
+        "--write-prefill",
+        metavar="DIR",
+        help="write the messages each --target account must hold as DIR/<account>/*.eml and exit",
+    )
     p.add_argument("--quick", action="store_true", help="run each cell for quick_cell_time seconds only")
     p.set_defaults(func=cmd_capacity)
 
@@ -77,18 +95,21 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         grid = load_grid(args.scenario)
     except GridError as error:
         return _fail(str(error))
+    if args.write_prefill:
+        return _write_prefill(grid, Path(args.write_prefill))
+    if not args.target:
+        given = [f for f in ("smtp", "password", "cafile", "server_pid") if getattr(args, f) is not None]
+        if given or args.prefill or args.insecure:
+            return _fail("--smtp, --password, --cafile, --insecure, --server-pid and --prefill need --target")
+    external = None
+    held: dict = {}
+    if args.target:
+        try:
+            external, held = _external(args, grid)
+        except ValueError as error:  # TargetError too
+            return _fail(str(error))
     out = Path(args.report or f"results/{grid.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
-    external = None
-    if args.target:
-        from pop3suite.loadcmd import _target_run
-
-        try:
-            external = _target_run(args)
-        except ValueError as error:
-            return _fail(str(error))
-        if any(c.behaviour == "delete" for c in grid.cells) and not external.get("smtp_port"):
-            return _fail("delete cells refill mailboxes by SMTP: give --smtp smtp://HOST:PORT")
     doc = {
         "kind": "capacity",
         "scenario": {"name": grid.name, "file": str(grid.path), "description": grid.description},
@@ -99,6 +120,9 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         "target": {
             "kind": "external" if external else "embedded",
             "url": ", ".join(args.target) if args.target else None,
+            "server_pid": external.get("server_pid") if external else None,
+            "cpu_measured": bool(external.get("server_pid")) if external else True,
+            "mailboxes_at_start": {a: {"messages": n, "octets": o} for a, (n, o) in held.items()},
         },
         "cells": [],
         "skipped": [],
@@ -138,8 +162,67 @@ def cmd_capacity(args: argparse.Namespace) -> int:
             print(f"capacity: rendering the report failed: {type(error).__name__}: {error}", file=sys.stderr)
     _print_summary(cells, model_doc, guidance_doc, render)
     print(f"results: {out}")
-    if interrupted or guidance_doc is None:
+    if interrupted:
         return 1
+    if guidance_doc is None:
+        return 0 if cells and model_doc is not None and model_doc.get("skipped") else 1
+    return 0
+
+
+def _external(args: argparse.Namespace, grid) -> tuple[dict, dict]:
+    """The ``run.json`` fields of the external target, after checking that it
+    can run the grid (load/capacity/external.py); and the mailboxes it holds.
+
+    Raises:
+        ValueError: bad options, or the target cannot run the grid (one line).
+    """
+    from load.capacity.external import preflight
+    from load.capacity.sweep import select_cells
+    from pop3suite.loadcmd import _target_run
+
+    external = _target_run(args)
+    if not args.password:
+        raise ValueError("--target needs --password (the password of every cap* account)")
+    if args.cafile and not Path(args.cafile).is_file():
+        raise ValueError(f"--cafile {args.cafile}: no such file")
+    cells, _skipped = select_cells(grid, external=True, verbose=False)
+    if any(c.behaviour == "delete" for c in cells) and not external.get("smtp_port"):
+        raise ValueError(
+            "delete cells refill the mailboxes over SMTP: give --smtp smtp://HOST:PORT "
+            "(or run a grid of keep cells only)"
+        )
+    print(f"capacity: checking {', '.join(args.target)} (accounts, mailbox sizes) ...", file=sys.stderr)
+    held = preflight(external, grid, cells, prefill=args.prefill)
+    external["topup"] = bool(args.prefill)  # and before every cell (sweep.run_cell)
+    if not external.get("server_pid"):
+        print(
+            "capacity: no --server-pid: server CPU is not measured; cells report polls, latency and "
+            "errors only, and no cost model is fitted",
+            file=sys.stderr,
+        )
+    return external, held
+
+
+def _write_prefill(grid, directory: Path) -> int:
+    """``--write-prefill DIR``: the messages an external target must hold."""
+    from load.capacity.external import write_prefill
+    from load.capacity.sweep import select_cells
+
+    cells, _skipped = select_cells(grid, external=True, verbose=False)
+    written = write_prefill(grid, cells, directory)
+    for account, count in written.items():
+        print(f"{account} {count} {directory / account}")
+    print(
+        f"wrote {sum(written.values())} messages for {len(written)} accounts under {directory}.\n"
+        "Create these accounts (one password for all) on the server, then deliver each directory "
+        "into its account, e.g.\n"
+        f"  reference server: for d in {directory}/*/; do pop3suite deliver --config CONFIG "
+        '"$(basename "$d")" "$d"*.eml; done\n'
+        f"  Dovecot peer:     for d in {directory}/*/; do scripts/peers/dovecot.sh seed DIR "
+        '"$(basename "$d")" "$d"*.eml; done\n'
+        "or let `pop3suite capacity --target ... --smtp smtp://HOST:PORT --prefill` send them.",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -64,11 +64,17 @@ def _target_run(args: argparse.Namespace) -> dict:
         parts = urlsplit(url)
         if parts.scheme not in ("pop3", "pop3s") or not parts.hostname:
             raise ValueError(f"--target {url}: expected pop3://HOST:PORT or pop3s://HOST:PORT")
+        if run["host"] not in (None, parts.hostname):
+            raise ValueError(f"--target {url}: every --target must name the same host ({run['host']})")
         run["host"] = parts.hostname
         default = 995 if parts.scheme == "pop3s" else 110
         run[f"{parts.scheme}_port"] = parts.port or default
     if args.smtp:
         parts = urlsplit(args.smtp)
+        if parts.scheme != "smtp" or not parts.hostname:
+            raise ValueError(f"--smtp {args.smtp}: expected smtp://HOST:PORT")
+        if parts.hostname != run["host"]:
+            raise ValueError(f"--smtp {args.smtp}: must be on the --target host {run['host']}")
         run["smtp_port"] = parts.port or 25
     run.update(password=args.password or "", cafile=args.cafile, insecure=args.insecure)
     run["server_pid"] = args.server_pid

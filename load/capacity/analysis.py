@@ -18,6 +18,11 @@ from .grid import Grid
 from .guidance import derive
 from .saturation import cell_reasons, knee_reasons
 
+CPU_NOT_MEASURED = (
+    "CPU was not measured (no --server-pid): cost model and guidance skipped; "
+    "capacity.json has the polls, latency and errors of every cell"
+)
+
 
 def mark_saturation(grid: Grid, cells: list[dict]) -> None:
     for c in cells:
@@ -67,8 +72,14 @@ def choose_held_out(grid: Grid, cells: list[dict]) -> dict | None:
 
 
 def analyse(grid: Grid, cells: list[dict]) -> tuple[dict | None, dict | None, Model | None]:
-    """Marks the cells in place; returns (model.json, guidance.json, model)."""
+    """Marks the cells in place; returns (model.json, guidance.json, model).
+    Without any CPU reading (an external target without --server-pid) the
+    fit is skipped: model.json then says why, and there is no guidance."""
     mark_saturation(grid, cells)
+    if not any(c["measured"]["server_cpu_s"] is not None for c in cells):
+        for c in cells:
+            c["held_out"] = False
+        return {"error": CPU_NOT_MEASURED, "skipped": True, "n_cells": 0}, None, None
     held = choose_held_out(grid, cells)
     for c in cells:
         c["held_out"] = c is held

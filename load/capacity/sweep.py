@@ -10,6 +10,13 @@ own CPU time (psutil ``cpu_times``, user + system, children included) read
 before and after the run, so other load on the machine does not count.
 Cells are bounded (users, run time, Locust's own limit); Ctrl-C stops the
 sweep after cleaning up the running cell and keeps the finished ones.
+
+Against an external target (``--target``, load/capacity/external.py) a
+cell polls the target's per-size accounts, delete cells are refilled by
+Locust's SMTP users, the mailbox size is read by ``STAT`` before and after
+the cell, CPU is the ``--server-pid`` process tree's (or not measured
+without it), and the ledger's final ``TOP`` scan is skipped: its server
+CPU would land inside the cell's CPU window.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from pathlib import Path
 
 import psutil
 
+from .external import TargetError, client_name, mailbox_octets, prefill_smtp, tree_cpu_seconds
 from .grid import Cell, Grid, cell_scenario_toml
 
 POST_AUTH_STEPS = ("STAT", "UIDL", "LIST", "RETR", "DELE", "QUIT")
@@ -101,15 +109,20 @@ class Refiller:
 
 
 class CpuSampler:
-    """(unix time, CPU seconds) of one process every second, for the CV."""
+    """(unix time, CPU seconds) of one process every second, for the CV.
+    ``tree``: the process and its live descendants (external servers may be
+    multi-process, see external.tree_cpu_seconds)."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, tree: bool = False) -> None:
         self.proc = psutil.Process(pid)
+        self.tree = tree
         self.samples: list[tuple[float, float]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="capacity-cpu", daemon=True)
 
     def read(self) -> float:
+        if self.tree:
+            return tree_cpu_seconds(self.proc.pid)
         return _cpu_seconds(self.proc)
 
     def _run(self) -> None:
@@ -212,6 +225,11 @@ def measure(cell_dir: Path, cell: Cell, real_interval: float, run_time: float) -
     }
 
 
+def _mean_octets(held: dict[str, tuple[int, int]]) -> float:
+    """Mean mailbox size in octets of ``account -> (messages, octets)``."""
+    return sum(octets for _n, octets in held.values()) / max(1, len(held))
+
+
 def _eta(seconds: float) -> str:
     seconds = max(0, int(seconds))
     return f"{seconds // 60}m{seconds % 60:02d}s"
@@ -228,7 +246,11 @@ def run_cell(grid: Grid, cell: Cell, out: Path, run_time: float, external: dict 
         shutil.rmtree(cell_dir)
     cell_dir.mkdir(parents=True)
     scenario_file = cell_dir / "scenario.toml"
-    scenario_file.write_text(cell_scenario_toml(grid, cell, run_time), encoding="utf-8")
+    if external is None:
+        text = cell_scenario_toml(grid, cell, run_time)
+    else:
+        text = cell_scenario_toml(grid, cell, run_time, client=client_name(cell), refill="smtp")
+    scenario_file.write_text(text, encoding="utf-8")
     scenario = load_scenario(scenario_file)
     real_interval = grid.real_interval(cell)
     lab_dir: Path | None = None
@@ -244,7 +266,14 @@ def run_cell(grid: Grid, cell: Cell, out: Path, run_time: float, external: dict 
             run = target.run
             size_before = _tree_bytes(run["mail_root"]) / cell.users
         else:
-            run = dict(external)
+            run = {**external, "scan_pop3": False}
+            accounts = list(scenario.accounts())
+            held = mailbox_octets(run, accounts)
+            # --prefill: delete cells drift, so top up before every cell (outside the CPU window).
+            topup = run.pop("topup", False)
+            if topup and prefill_smtp(run, grid, dict.fromkeys(accounts, cell.mailbox_mb), held):
+                held = mailbox_octets(run, accounts)
+            size_before = _mean_octets(held)
         if external is None and cell.behaviour == "delete" and grid.refill == "local":
             from load.labsetup import open_lab_store
 
@@ -253,7 +282,7 @@ def run_cell(grid: Grid, cell: Cell, out: Path, run_time: float, external: dict 
             events = Path(run["prefill"])
             refiller = Refiller(open_lab_store(target.lab), accounts, rate, grid, run_time, events).start()
         if run.get("server_pid"):
-            sampler = CpuSampler(int(run["server_pid"]))
+            sampler = CpuSampler(int(run["server_pid"]), tree=external is not None)
             cpu0 = sampler.read()
             sampler.start()
         code = run_load(scenario, cell_dir, run, 0, None, log=cell_dir / "locust.log")
@@ -262,6 +291,11 @@ def run_cell(grid: Grid, cell: Cell, out: Path, run_time: float, external: dict 
             sampler.stop()
         if external is None:
             size_after = _tree_bytes(run["mail_root"]) / cell.users
+        else:
+            try:
+                size_after = _mean_octets(mailbox_octets(run, accounts))
+            except TargetError as error:  # keep the cell; its size is then the nominal one
+                print(f"capacity:   mailbox size after the cell not read: {error}", file=sys.stderr)
     finally:
         if sampler is not None:
             sampler.stop()
@@ -273,7 +307,10 @@ def run_cell(grid: Grid, cell: Cell, out: Path, run_time: float, external: dict 
             shutil.rmtree(lab_dir, ignore_errors=True)
     measured = measure(cell_dir, cell, real_interval, run_time)
     measured["locust_exit"] = code
-    measured["refill"] = grid.refill if cell.behaviour == "delete" else None
+    refill = grid.refill if external is None else "smtp"
+    measured["refill"] = refill if cell.behaviour == "delete" else None
+    if external is not None:
+        measured["ledger_checked"] = False  # the final TOP scan would bill its CPU to the cell
     if refiller is not None and measured["polls"]:
         measured["delivered_bytes_per_poll"] = refiller.delivered_bytes / measured["polls"]
         measured["refill_messages"] = refiller.delivered
@@ -282,7 +319,7 @@ def run_cell(grid: Grid, cell: Cell, out: Path, run_time: float, external: dict 
         measured["mailbox_bytes_start"] = size_before
         measured["mailbox_bytes_end"] = size_after
     else:
-        measured["bytes_scanned_per_poll"] = cell.mailbox_mb * 1e6  # external: the nominal size
+        measured["bytes_scanned_per_poll"] = cell.mailbox_mb * 1e6  # not read: the nominal size
     if cpu0 is not None and cpu1 is not None:
         cpu = cpu1 - cpu0
         measured["server_cpu_s"] = cpu
@@ -314,6 +351,38 @@ def run_cell(grid: Grid, cell: Cell, out: Path, run_time: float, external: dict 
     }
 
 
+def select_cells(grid: Grid, external: bool, verbose: bool = True) -> tuple[list[Cell], list[dict]]:
+    """The cells to run and the skipped ones (``{"id", "reason"}``): an
+    external target has one store whatever the grid's ``backend`` axis says,
+    and the embedded server may lack the mbox backend."""
+    cells = list(grid.cells)
+    skipped: list[dict] = []
+    if external:
+        backends = {c.backend for c in cells}
+        if len(backends) > 1:
+            keep = sorted(backends)[0]
+            skipped += [
+                {"id": c.id, "reason": "external target: one backend"} for c in cells if c.backend != keep
+            ]
+            cells = [c for c in cells if c.backend == keep]
+            if verbose:
+                print(
+                    f"capacity: an external target has one store; running the {keep} cells only "
+                    f"(skipping {len(skipped)})",
+                    file=sys.stderr,
+                )
+    elif any(c.backend == "mbox" for c in cells) and not mbox_available():
+        skipped += [
+            {"id": c.id, "reason": "mbox backend not in this checkout"} for c in cells if c.backend == "mbox"
+        ]
+        cells = [c for c in cells if c.backend != "mbox"]
+        print(
+            f"capacity: the mbox backend is not available; skipping {len(skipped)} mbox cells",
+            file=sys.stderr,
+        )
+    return cells, skipped
+
+
 def run_sweep(
     grid: Grid,
     out: Path,
@@ -325,25 +394,7 @@ def run_sweep(
     ``on_cell`` is called with the entries so far after each cell, so the
     caller can keep ``capacity.json`` current."""
     run_time = min(grid.cell_time, grid.quick_cell_time) if quick else grid.cell_time
-    cells = list(grid.cells)
-    skipped: list[dict] = []
-    if external is not None:
-        backends = {c.backend for c in cells}
-        if len(backends) > 1:
-            keep = sorted(backends)[0]
-            skipped += [
-                {"id": c.id, "reason": "external target: one backend"} for c in cells if c.backend != keep
-            ]
-            cells = [c for c in cells if c.backend == keep]
-    elif any(c.backend == "mbox" for c in cells) and not mbox_available():
-        skipped += [
-            {"id": c.id, "reason": "mbox backend not in this checkout"} for c in cells if c.backend == "mbox"
-        ]
-        cells = [c for c in cells if c.backend != "mbox"]
-        print(
-            f"capacity: the mbox backend is not available; skipping {len(skipped)} mbox cells",
-            file=sys.stderr,
-        )
+    cells, skipped = select_cells(grid, external is not None)
     done: list[dict] = []
     started = time.monotonic()
     per_cell_guess = run_time + 15.0  # lab, Locust start-up and accounting
@@ -366,14 +417,27 @@ def run_sweep(
                 file=sys.stderr,
             )
             return done, skipped, True
+        except (TargetError, psutil.NoSuchProcess) as error:
+            if external is None:
+                raise
+            # The external server went away (or stopped answering) mid-sweep.
+            print(
+                f"capacity: cell {cell.id}: {error}; stopping the sweep, keeping {len(done)} finished cells",
+                file=sys.stderr,
+            )
+            return done, skipped, True
         m = entry["measured"]
         nan = float("nan")
-        cpp = m["cpu_per_poll_s"] * 1000 if m["cpu_per_poll_s"] is not None else nan
         cv = m.get("cpu_per_poll_cv")
+        if m["server_cpu_s"] is None:
+            cpu = "CPU not measured (no --server-pid)"
+        else:
+            cpp = m["cpu_per_poll_s"] * 1000 if m["cpu_per_poll_s"] is not None else nan
+            cpu = f"CPU/poll {cpp:.2f} ms, cv {cv if cv is not None else nan:.2f}"
         print(
             f"capacity:   {m['polls']} polls ({m['polls_per_s']:.2f}/s of "
-            f"{m['offered_polls_per_s']:.2f} offered), CPU/poll {cpp:.2f} ms, "
-            f"cv {cv if cv is not None else nan:.2f}, p95 {m['p95_ms'] or 0:.0f} ms, errors {m['errors']}",
+            f"{m['offered_polls_per_s']:.2f} offered), {cpu}, "
+            f"p95 {m['p95_ms'] or 0:.0f} ms, errors {m['errors']}",
             file=sys.stderr,
             flush=True,
         )

@@ -133,6 +133,8 @@ def model_table(model: dict | None) -> str:
     the held-out cell's predicted vs measured CPU per poll."""
     if not model:
         return note("No cost model (model.json absent: too few cells, or the fit was not run).")
+    if model.get("skipped"):
+        return note(f"No cost model: {model['error']}.")
     if "error" in model:
         return note(f"No cost model: the fit failed ({model['error']}; {model.get('n_cells', '?')} cells).")
     units = model.get("units") or {}
