@@ -372,7 +372,8 @@ class SmtpDeliveryUser(User):
         exception: BaseException | None = None
         try:
             with smtplib.SMTP(ctx.host, ctx.run["smtp_port"], timeout=60) as smtp:
-                smtp.sendmail("load@example.test", [f"{account}@example.test"], data)
+                domain = ctx.run.get("rcpt_domain") or "example.test"
+                smtp.sendmail(f"load@{domain}", [f"{account}@{domain}"], data)
         except (smtplib.SMTPException, OSError) as error:
             exception = SmtpFailure(type(error).__name__)
         else:

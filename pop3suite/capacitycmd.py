@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from pop3suite.loadcmd import add_rcpt_domain
+
 EXIT_USAGE = 2
 
 
@@ -41,6 +43,7 @@ def add_capacity_parser(sub: argparse._SubParsersAction) -> None:
         "cap<MB>mb<nnnn> must hold the grid's mailbox sizes (checked first; see --prefill, --write-prefill)",
     )
     p.add_argument("--smtp", metavar="URL", help="smtp://HOST:PORT for delete-cell refill (with --target)")
+    add_rcpt_domain(p)
     p.add_argument("--password", help="password of every account on --target")
     p.add_argument("--cafile", help="CA file for --target's certificate")
     p.add_argument("--insecure", action="store_true", help="do not verify --target's certificate")

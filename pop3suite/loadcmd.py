@@ -41,6 +41,7 @@ def add_load_parser(sub: argparse._SubParsersAction) -> None:
         help="pop3://HOST:PORT and/or pop3s://HOST:PORT of the server under test (repeatable)",
     )
     p.add_argument("--smtp", metavar="URL", help="smtp://HOST:PORT for the delivery users (with --target)")
+    add_rcpt_domain(p)
     p.add_argument("--password", help="password of every scenario account on --target")
     p.add_argument("--cafile", help="CA file for --target's certificate")
     p.add_argument("--insecure", action="store_true", help="do not verify --target's certificate")
@@ -56,6 +57,20 @@ def add_load_parser(sub: argparse._SubParsersAction) -> None:
 def _fail(message: str) -> int:
     print(f"pop3suite: error: {message}", file=sys.stderr)
     return EXIT_USAGE
+
+
+#: Recipients of SMTP deliveries are ``ACCOUNT@DOMAIN`` (the embedded lab's domain).
+DEFAULT_RCPT_DOMAIN = "example.test"
+
+
+def add_rcpt_domain(parser: argparse.ArgumentParser) -> None:
+    """``--rcpt-domain``, shared by ``load`` and ``capacity``."""
+    parser.add_argument(
+        "--rcpt-domain",
+        metavar="DOMAIN",
+        help=f"with --smtp: deliver to ACCOUNT@DOMAIN, a domain the target's SMTP accepts "
+        f"(default {DEFAULT_RCPT_DOMAIN})",
+    )
 
 
 def _target_run(args: argparse.Namespace) -> dict:
@@ -77,6 +92,7 @@ def _target_run(args: argparse.Namespace) -> dict:
             raise ValueError(f"--smtp {args.smtp}: must be on the --target host {run['host']}")
         run["smtp_port"] = parts.port or 25
     run.update(password=args.password or "", cafile=args.cafile, insecure=args.insecure)
+    run["rcpt_domain"] = getattr(args, "rcpt_domain", None) or DEFAULT_RCPT_DOMAIN
     run["server_pid"] = args.server_pid
     return run
 

@@ -32,7 +32,7 @@ from .grid import MB, Cell, Grid
 
 ACCOUNT_PREFIX = "cap"
 TOLERANCE = 0.25  # a mailbox within +-25 % of the cell's size is close enough
-RCPT_DOMAIN = "example.test"  # the Locust delivery users send to ACCOUNT@example.test too
+RCPT_DOMAIN = "example.test"  # default of --rcpt-domain, as for the Locust delivery users
 TIMEOUT = 15.0
 
 
@@ -221,10 +221,11 @@ def _messages(grid: Grid, account: str, need: int, rng: random.Random) -> Iterab
 
 def prefill_smtp(run: dict, grid: Grid, plan: dict[str, float], held: dict[str, tuple[int, int]]) -> int:
     """Send each short mailbox the missing octets (grid's size mix) to
-    ``ACCOUNT@example.test`` over ``run["smtp_port"]``; returns messages sent."""
+    ``ACCOUNT@DOMAIN`` (``--rcpt-domain``) over ``run["smtp_port"]``; returns messages sent."""
     rng = random.Random(grid.seed)
     sent = 0
     where = f"smtp://{run['host']}:{run['smtp_port']}"
+    domain = run.get("rcpt_domain") or RCPT_DOMAIN
     for account, size_mb in plan.items():
         missing = int(size_mb * MB) - held[account][1]
         if missing <= 0:
@@ -232,10 +233,10 @@ def prefill_smtp(run: dict, grid: Grid, plan: dict[str, float], held: dict[str, 
         try:
             with smtplib.SMTP(run["host"], run["smtp_port"], timeout=60) as smtp:
                 for data in _messages(grid, account, missing, rng):
-                    smtp.sendmail("capacity@example.test", [f"{account}@{RCPT_DOMAIN}"], data)
+                    smtp.sendmail(f"capacity@{domain}", [f"{account}@{domain}"], data)
                     sent += 1
         except (smtplib.SMTPException, OSError) as error:
-            raise TargetError(f"--prefill: sending to {account}@{RCPT_DOMAIN} via {where}: {error}") from None
+            raise TargetError(f"--prefill: sending to {account}@{domain} via {where}: {error}") from None
     return sent
 
 

@@ -94,6 +94,18 @@ def test_unfilled_mailboxes_are_refused_with_how_to_fill(target: Target, tmp_pat
     assert not (tmp_path / "out").exists()
 
 
+def test_prefill_to_a_domain_the_server_relays(target: Target, tmp_path: Path) -> None:
+    """--rcpt-domain reaches the SMTP envelope.  The reference server relays
+    mail for a foreign domain (the pre-flight POP login opened the
+    POP-before-SMTP window) instead of delivering it, and the size check
+    after the prefill says the mailboxes are still empty: nothing is
+    measured on them (runs while the mailboxes are still empty)."""
+    done = _capacity(tmp_path / "out", *target.args(), "--prefill", "--rcpt-domain", "elsewhere.test")
+    _one_line_error(done, "cap1mb0000 holds 0.00 MB", "--prefill")
+    envelopes = [json.loads(p.read_text()) for p in (target.lab.directory / "spool").glob("*.json")]
+    assert any("cap1mb0000@elsewhere.test" in json.dumps(e) for e in envelopes), envelopes[:1]
+
+
 def test_sweep_against_the_server_measures_its_cpu(target: Target, tmp_path: Path) -> None:
     report = tmp_path / "out"
     done = _capacity(report, *target.args(), "--server-pid", str(target.pid), "--prefill")
