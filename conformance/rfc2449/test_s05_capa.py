@@ -42,6 +42,14 @@ REGISTERED = frozenset(
 )
 
 
+CAPA_QUOTE = (
+    "The POP3 CAPA command returns a list of capabilities supported by the POP3 server. It is "
+    "available in both the AUTHORIZATION and TRANSACTION states. [...] An -ERR response indicates the "
+    "capability command is not implemented [...]. An +OK response is followed by a list of "
+    "capabilities, one per line."
+)
+
+
 def _check_capability_lines(body: Body, state: str) -> None:
     for line in body.lines():
         expect(
@@ -63,10 +71,7 @@ def _check_capability_lines(body: Body, state: str) -> None:
     MUST,
     "2449",
     "5",
-    "The POP3 CAPA command returns a list of capabilities supported by the POP3 server. It is "
-    "available in both the AUTHORIZATION and TRANSACTION states. [...] An -ERR response indicates the "
-    "capability command is not implemented [...]. An +OK response is followed by a list of "
-    "capabilities, one per line.",
+    CAPA_QUOTE,
     ref="rfc2449/5/1",
 )
 def test_capa_in_both_states(pop, mode, target):
@@ -82,6 +87,27 @@ def test_capa_in_both_states(pop, mode, target):
     after = client.multiline("CAPA", check=False)
     expect(after.response.ok, "CAPA in TRANSACTION", "+OK and a capability list", after.response.raw)
     _check_capability_lines(after, "TRANSACTION")
+
+
+@case("rfc2449/5/capa-after-user", MUST, "2449", "5", CAPA_QUOTE, ref="rfc2449/5/1")
+def test_capa_answered_after_user(pop, target):
+    """After ``USER`` (+OK) the session is still in AUTHORIZATION (RFC 1939 §4
+    leaves it only on a successful PASS, APOP or AUTH), so CAPA answers ``+OK``
+    and a capability list there too.  GNU Mailutils 3.15 answers
+    ``-ERR Invalid command``, which capa-both-states does not see."""
+    client = pop(login=False)
+    before = client.multiline("CAPA", check=False)
+    if not before.response.ok:
+        unimplemented("CAPA is answered -ERR on a fresh connection: the server does not implement it")
+    if "USER" not in capability_map(before):
+        unimplemented("USER/PASS is not offered on this connection")
+    user = client.command(f"USER {target.user.user}", check=False)
+    if not user.ok:
+        unimplemented(f"USER {target.user.user} is refused, so no session is between USER and PASS")
+    after = client.multiline("CAPA", check=False)
+    expect(after.response.ok, "CAPA after USER, before PASS", "+OK and a capability list", after.response.raw)
+    expect(bool(after.lines()), "a capability list after USER", "at least one TAG line", after.data)
+    _check_capability_lines(after, "after USER")
 
 
 @case(
