@@ -52,6 +52,8 @@ def test_swaks_auth_over_verified_tls(mail, lab, role, tls_flag):
     """swaks relays through 587 (STARTTLS) and 465 (implicit TLS) with AUTH, verifying the lab CA."""
     tls = [tls_flag, "--tls-verify", "--tls-ca-path", str(lab.ca_file), "--tls-sni", "localhost"]
     no_auth = swaks(mail.port(role), "--to", "r@elsewhere.test", *tls)
+    if "TLS not available" in no_auth.stderr:  # swaks without Net::SSLeay; ./dev test installs it
+        pytest.skip("swaks has no TLS: apt-get install libnet-ssleay-perl")
     assert "<** 530" in no_auth.stdout or "<~* 530" in no_auth.stdout, no_auth.stdout
     auth = ["--auth", "PLAIN", "--auth-user", "alice", "--auth-password", PASSWORD]
     relayed = swaks(mail.port(role), "--to", "r@elsewhere.test", *tls, *auth)
