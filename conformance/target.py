@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from pop3suite.client import Pop3Client, TlsMode
+from pop3suite.client import Pop3Client, TlsMode, trust_context
 from pop3suite.proto.limits import POP3_PORT, POP3S_PORT
 
 _SCHEMES = {"pop": ("none", POP3_PORT), "pop3": ("none", POP3_PORT), "pop3s": ("implicit", POP3S_PORT)}
@@ -72,12 +72,7 @@ class Target:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def ssl_context(self) -> ssl.SSLContext:
-        if self.insecure:
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-            return context
-        return ssl.create_default_context(cafile=self.cafile)
+        return trust_context(self.cafile, self.insecure)
 
     def modes(self) -> list[str]:
         """Connection modes this target offers: plain, stls (if advertised is

@@ -19,6 +19,37 @@ import psutil
 FIELDS = ("t", "cpu_percent", "rss_bytes", "connections", "threads", "fds")
 
 
+def process_tree(root: psutil.Process) -> list[psutil.Process]:
+    """``root`` and its live descendants (a multi-process server such as
+    Dovecot does most of its work outside the PID it was started as)."""
+    try:
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return [root]
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid``, the children it and its
+    descendants have reaped, and its live descendants.  A descendant's CPU
+    moves into its parent's ``children_*`` when it is reaped, so the sum stays
+    continuous across Dovecot's per-session ``pop3`` processes.
+
+    Raises:
+        psutil.NoSuchProcess: ``pid`` is gone.
+    """
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in process_tree(root):
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:
+            if proc is root:
+                raise
+            continue  # ended between listing and reading: its parent counts it once reaped
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
 class Monitor:
     """Sample process ``pid`` (and its children) every ``interval`` seconds."""
 
@@ -30,15 +61,9 @@ class Monitor:
         self._thread: threading.Thread | None = None
         self.error: str | None = None
 
-    def _processes(self, root: psutil.Process) -> list[psutil.Process]:
-        try:
-            return [root, *root.children(recursive=True)]
-        except psutil.Error:
-            return [root]
-
     def sample(self, root: psutil.Process, started: float) -> dict[str, float]:
         cpu = rss = conns = threads = fds = 0.0
-        for proc in self._processes(root):
+        for proc in process_tree(root):
             try:
                 with proc.oneshot():
                     cpu += proc.cpu_percent(None)

@@ -33,7 +33,7 @@ from typing import Any
 from locust import User, constant_pacing, task
 from locust.runners import WorkerRunner
 
-from pop3suite.client import ConnectionClosed, ErrResponse, Pop3Client
+from pop3suite.client import ConnectionClosed, ErrResponse, Pop3Client, trust_context
 from pop3suite.proto.errors import MalformedResponse
 
 from .accounting import Ledger, RetrSink, digest, make_message
@@ -128,13 +128,7 @@ class RunContext:
 
     def tls_context(self) -> ssl.SSLContext:
         if self.ssl_context is None:
-            if self.run.get("insecure"):
-                context = ssl.create_default_context()
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            else:
-                context = ssl.create_default_context(cafile=self.run.get("cafile"))
-            self.ssl_context = context
+            self.ssl_context = trust_context(self.run.get("cafile"), bool(self.run.get("insecure")))
         return self.ssl_context
 
 

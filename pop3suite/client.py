@@ -39,6 +39,17 @@ class Pop3ClientError(Exception):
     """Base class of client errors."""
 
 
+def trust_context(cafile: str | None = None, insecure: bool = False) -> ssl.SSLContext:
+    """The client TLS context every part of the suite uses for a target:
+    verify against ``cafile`` (default: the system's CAs), or, with
+    ``insecure``, verify nothing (a self-signed server the user chose to trust)."""
+    context = ssl.create_default_context(cafile=None if insecure else cafile)
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class ErrResponse(Pop3ClientError):
     """The server answered ``-ERR`` where ``+OK`` was needed."""
 

@@ -18,14 +18,9 @@ from typing import Any
 
 import psutil
 
+from load import monitor
+
 _TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _own_cpu(pid: int) -> float:
-    """user + system + reaped children's CPU seconds of one process."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return sum(int(v) for v in fields[11:15]) / _TICK
 
 
 def tree_pids(root: int) -> list[int]:
@@ -38,13 +33,12 @@ def tree_pids(root: int) -> list[int]:
 
 
 def tree_cpu_seconds(root: int) -> float | None:
-    """CPU seconds used so far by ``root``'s process tree (see module doc)."""
-    total, seen = 0.0, False
-    for pid in tree_pids(root):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            total += _own_cpu(pid)
-            seen = True
-    return total if seen else None
+    """CPU seconds used so far by ``root``'s process tree (see module doc;
+    the reading is :func:`load.monitor.tree_cpu_seconds`); None once it is gone."""
+    try:
+        return monitor.tree_cpu_seconds(root)
+    except psutil.Error:
+        return None
 
 
 def machine_busy_seconds() -> float | None:

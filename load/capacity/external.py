@@ -26,7 +26,7 @@ from pathlib import Path
 import psutil
 
 from load.accounting import make_message
-from pop3suite.client import ErrResponse, Pop3Client, Pop3ClientError
+from pop3suite.client import ErrResponse, Pop3Client, Pop3ClientError, trust_context
 
 from .grid import MB, Cell, Grid
 
@@ -64,21 +64,10 @@ def _url(run: dict, tls: str) -> str:
     return f"{scheme}://{run['host']}:{port}"
 
 
-def tls_context(run: dict) -> ssl.SSLContext:
-    """The same trust the Locust users use (load/users.py RunContext)."""
-    if run.get("insecure"):
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    return ssl.create_default_context(cafile=run.get("cafile"))
-
-
 def _client(run: dict, tls: str) -> Pop3Client:
     port = run["pop3s_port"] if tls == "implicit" else run["pop3_port"]
-    pop = Pop3Client(
-        run["host"], port, tls=tls, ssl_context=tls_context(run), timeout=TIMEOUT, transcript=False
-    )
+    context = trust_context(run.get("cafile"), bool(run.get("insecure")))
+    pop = Pop3Client(run["host"], port, tls=tls, ssl_context=context, timeout=TIMEOUT, transcript=False)
     try:
         pop.connect()
     except ssl.SSLError as error:
@@ -253,21 +242,3 @@ def write_prefill(grid: Grid, cells: list[Cell], directory: Path) -> dict[str, i
             (box / f"{n:05d}.eml").write_bytes(data)
         written[account] = n
     return written
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds (user + system) of a server process, its reaped children
-    and its live descendants.  A multi-process server (Dovecot: master,
-    long-lived login and auth processes, a pop3 process per session) does
-    most of its work outside the PID it was started as; a descendant's
-    CPU moves into its parent's ``children_*`` when it is reaped, so the sum
-    stays continuous."""
-    root = psutil.Process(pid)
-    total = 0.0
-    for proc in [root, *root.children(recursive=True)]:
-        try:
-            t = proc.cpu_times()
-        except psutil.Error:  # ended between listing and reading: counted by its parent when reaped
-            continue
-        total += t.user + t.system + t.children_user + t.children_system
-    return total

@@ -5,8 +5,8 @@ from :func:`load.capacity.grid.cell_scenario_toml`), a fresh embedded
 reference server with the cell's backend, pre-filled to the cell's mailbox
 size (:func:`load.labsetup.start`), and is run by
 :func:`pop3suite.loadcmd.run_load` exactly like ``pop3suite load`` runs a
-scenario, with results in ``DIR/cells/<id>/``.  Server CPU is the process'
-own CPU time (psutil ``cpu_times``, user + system, children included) read
+scenario, with results in ``DIR/cells/<id>/``.  Server CPU is the CPU time
+of the server's process tree (:func:`load.monitor.tree_cpu_seconds`) read
 before and after the run, so other load on the machine does not count.
 Cells are bounded (users, run time, Locust's own limit); Ctrl-C stops the
 sweep after cleaning up the running cell and keeps the finished ones.
@@ -36,7 +36,9 @@ from pathlib import Path
 
 import psutil
 
-from .external import TargetError, client_name, mailbox_octets, prefill_smtp, tree_cpu_seconds
+from load.monitor import tree_cpu_seconds
+
+from .external import TargetError, client_name, mailbox_octets, prefill_smtp
 from .grid import Cell, Grid, cell_scenario_toml
 
 POST_AUTH_STEPS = ("STAT", "UIDL", "LIST", "RETR", "DELE", "QUIT")
@@ -52,11 +54,6 @@ def mbox_available() -> bool:
     except ImportError:
         return False
     return "storage" in {f.name for f in dataclasses.fields(LabOptions)}
-
-
-def _cpu_seconds(proc: psutil.Process) -> float:
-    t = proc.cpu_times()
-    return t.user + t.system + t.children_user + t.children_system
 
 
 class Refiller:
@@ -109,21 +106,17 @@ class Refiller:
 
 
 class CpuSampler:
-    """(unix time, CPU seconds) of one process every second, for the CV.
-    ``tree``: the process and its live descendants (external servers may be
-    multi-process, see external.tree_cpu_seconds)."""
+    """(unix time, CPU seconds) of a server's process tree every second, for
+    the CV (the embedded server is one process; an external one may not be)."""
 
-    def __init__(self, pid: int, tree: bool = False) -> None:
-        self.proc = psutil.Process(pid)
-        self.tree = tree
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
         self.samples: list[tuple[float, float]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="capacity-cpu", daemon=True)
 
     def read(self) -> float:
-        if self.tree:
-            return tree_cpu_seconds(self.proc.pid)
-        return _cpu_seconds(self.proc)
+        return tree_cpu_seconds(self.pid)
 
     def _run(self) -> None:
         while not self._stop.wait(1.0):
@@ -282,7 +275,7 @@ def run_cell(grid: Grid, cell: Cell, out: Path, run_time: float, external: dict 
             events = Path(run["prefill"])
             refiller = Refiller(open_lab_store(target.lab), accounts, rate, grid, run_time, events).start()
         if run.get("server_pid"):
-            sampler = CpuSampler(int(run["server_pid"]), tree=external is not None)
+            sampler = CpuSampler(int(run["server_pid"]))
             cpu0 = sampler.read()
             sampler.start()
         code = run_load(scenario, cell_dir, run, 0, None, log=cell_dir / "locust.log")
