@@ -18,20 +18,15 @@ The session's first command is LIST, before the message is located by TOP
 
 from __future__ import annotations
 
-import re
-
 from conformance.case import MUST, case, expect, observe, unimplemented
-from conformance.helpers import find_scratch, login_when_unlocked, quit_and_wait
+from conformance.helpers import STAT_REPLY, find_scratch, login_when_unlocked, quit_and_wait
 from pop3suite.client import Pop3Client
-
-#: ``LIST n`` reply: ``+OK n size`` (a trailing text is allowed).
-_SCAN_LISTING = re.compile(rb"\+OK (\d+) (\d+)(?: .*)?\r\n")
 
 
 def _listed(client: Pop3Client, number: int) -> str:
     """The size ``LIST number`` gives, or the whole reply if it is not a scan listing."""
     raw = client.command(f"LIST {number}", check=False).raw
-    match = _SCAN_LISTING.fullmatch(raw)
+    match = STAT_REPLY.fullmatch(raw)  # a scan listing has a drop listing's shape: +OK n size
     return match.group(2).decode() if match else repr(raw)
 
 

@@ -115,13 +115,14 @@ def mailbox_octets(run: dict, accounts: Iterable[str]) -> dict[str, tuple[int, i
 
 
 def _in_use(error: ErrResponse) -> bool:
-    text = str(error).lower()
-    return "in-use" in text or "in use" in text
+    """The maildrop is locked: ``[IN-USE]`` (RFC 2449 §8), or, from a server
+    without response codes, "in use" in the text."""
+    return error.response.code_str == "IN-USE" or "in use" in error.response.text.lower()
 
 
 def _stat(run: dict, mode: str, account: str, patience: float = 10.0) -> tuple[int, int]:
     """Log in and STAT, retried while the maildrop is still locked by a session
-    that is ending (``[IN-USE]``, RFC 2449; Dovecot says "in use" in the text)."""
+    that is ending (:func:`_in_use`)."""
     deadline = time.monotonic() + patience
     while True:
         pop = _client(run, mode)
