@@ -26,7 +26,6 @@ import dataclasses
 import socket
 import ssl
 import time
-import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +38,7 @@ from pop3suite.client import ErrResponse, Pop3Client
 from . import report as report_module
 from .case import INFO, MAY, OBSERVATIONS, SHOULD, CaseFailure, CaseInfo, Outcome, unimplemented
 from .mailbox import MailboxIndex, Seeder, build_index
-from .target import Credentials, Target, TargetError, build, load_file
+from .target import Credentials, Target, TargetError, build, load_expectations, load_file
 
 CLIENTS = pytest.StashKey[list[Pop3Client]]()
 #: Per-operation client timeout.  Generous on purpose: Dovecot holds a second
@@ -115,17 +114,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "pop3case(info): a conformance case (conformance.case.case)")
     results = Results()
     path = config.getoption("expectations", None)
-    if (
-        path is None
-        and config.getoption("target", None) is None
-        and not config.getoption("target_file", None)
-    ):
+    target_file = config.getoption("target_file", None)
+    if target_file:  # read it now: a bad file is a usage error before anything runs
+        try:
+            path = path or load_file(target_file).get("expectations")
+        except TargetError as error:
+            raise pytest.UsageError(f"--target-file: {error}") from None
+    if path is None and config.getoption("target", None) is None and not target_file:
         path = str(Path(__file__).parent / "expectations" / "reference.toml")  # the embedded server
     if path:
         try:
-            results.expectations = {str(k): str(v) for k, v in tomllib.loads(Path(path).read_text()).items()}
-        except (OSError, tomllib.TOMLDecodeError) as error:
-            raise pytest.UsageError(f"--expectations {path}: {error}") from None
+            results.expectations = load_expectations(path)
+        except TargetError as error:
+            raise pytest.UsageError(f"--expectations: {error}") from None
     config.stash[RESULTS] = results
 
 

@@ -10,13 +10,15 @@ works for a password with a space.
 from __future__ import annotations
 
 import ssl
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
 
+from pydantic import ConfigDict, Field, RootModel
+
 from pop3suite.client import Pop3Client, TlsMode, trust_context
+from pop3suite.inputs import InputError, StrictModel, load_toml
 from pop3suite.proto.limits import POP3_PORT, POP3S_PORT
 
 _SCHEMES = {"pop": ("none", POP3_PORT), "pop3": ("none", POP3_PORT), "pop3s": ("implicit", POP3S_PORT)}
@@ -181,6 +183,28 @@ def build(
     return Target(name=name, pop3=plain, pop3s=secure, user=credentials, smtp=smtp_endpoint, **options)
 
 
+class TargetFile(StrictModel):
+    """The keys of a ``--target-file`` (the long options of ``pop3suite check``, with ``_``)."""
+
+    name: str | None = None
+    url: str | None = None
+    pop3s: str | None = None
+    smtp: str | None = None
+    apop_user: str | None = None
+    second_user: str | None = None
+    cafile: str | None = None
+    insecure: bool | None = None
+    server_hostname: str | None = None
+    idle_timeout: Annotated[float, Field(gt=0)] | None = None
+    profile: Literal["rfc", "provider"] | None = None
+    seed: str | None = None
+    domain: str | None = None
+    allow_destructive: bool | None = None
+    fast: bool | None = None
+    source_address: str | None = None
+    expectations: str | None = None
+
+
 def load_file(path: str | Path) -> dict[str, Any]:
     """Options from a TOML target file (keys as the long options, with ``_``).
 
@@ -191,16 +215,42 @@ def load_file(path: str | Path) -> dict[str, Any]:
         pop3s = "pop3s://alice:secret@127.0.0.1:21995"
         apop_user = "carol:secret"
         cafile = "ca.pem"          # relative to this file
+        expectations = "dovecot.toml"   # relative to this file
         idle_timeout = 600
+
+    Raises:
+        TargetError: unreadable file, bad TOML, an unknown key or a wrong
+            type (one line naming the file and the key).
     """
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as error:
-        raise TargetError(f"{path}: {error}") from None
-    if "cafile" in data:
-        data["cafile"] = str((path.parent / data["cafile"]).resolve())
+        spec = load_toml(path, TargetFile, label=str(path))
+    except InputError as error:
+        raise TargetError(str(error)) from None
+    data = spec.model_dump(exclude_none=True)
+    for key in ("cafile", "expectations"):  # relative to the file
+        if key in data:
+            data[key] = str((path.parent / data[key]).resolve())
     return data
+
+
+class Expectations(RootModel[dict[str, str]]):
+    """An expectations file: ``"case id" = "reason"`` (known deviations)."""
+
+    model_config = ConfigDict(strict=True)
+
+
+def load_expectations(path: str | Path) -> dict[str, str]:
+    """Case id -> reason from an ``--expectations`` file.
+
+    Raises:
+        TargetError: unreadable file, bad TOML or a value that is not a
+            string (one line naming the file and the key).
+    """
+    try:
+        return dict(load_toml(path, Expectations, label=str(path)).root)
+    except InputError as error:
+        raise TargetError(str(error)) from None
 
 
 def with_profile(target: Target, profile: str) -> Target:

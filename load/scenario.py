@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import math
 import random
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, PlainValidator, model_validator
+
+from pop3suite.inputs import InputError, StrictModel, load_toml
 
 #: SPECmail2001 §4.2.1.1 message size distribution: (KB, percent).
 SPECMAIL2001_SIZES: tuple[tuple[int, float], ...] = (
@@ -75,22 +79,57 @@ class SizeDistribution:
         return sum(s * w for s, w in zip(self.sizes, self.weights, strict=True)) / sum(self.weights)
 
 
-def parse_sizes(value: object, where: str) -> SizeDistribution:
-    """``"specmail2001"``, a number of octets, or ``[[octets, weight], ...]``."""
-    if value == "specmail2001":
-        return SizeDistribution(
-            tuple(k * KB for k, _ in SPECMAIL2001_SIZES), tuple(p for _, p in SPECMAIL2001_SIZES)
-        )
-    if isinstance(value, int) and value > 0:
+SPECMAIL2001 = "specmail2001"
+
+
+def specmail2001_sizes() -> SizeDistribution:
+    return SizeDistribution(
+        tuple(k * KB for k, _ in SPECMAIL2001_SIZES), tuple(p for _, p in SPECMAIL2001_SIZES)
+    )
+
+
+def parse_sizes(value: object) -> SizeDistribution:
+    """``"specmail2001"``, a number of octets, or ``[[octets, weight], ...]``.
+
+    Raises:
+        ValueError: anything else (the schema turns it into one line naming the key).
+    """
+    if value == SPECMAIL2001:
+        return specmail2001_sizes()
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return SizeDistribution((value,), (1.0,))
-    if isinstance(value, list) and value and all(isinstance(p, list) and len(p) == 2 for p in value):
+    if (
+        isinstance(value, list)
+        and value
+        and all(
+            isinstance(p, list)
+            and len(p) == 2
+            and all(isinstance(x, int | float) and not isinstance(x, bool) for x in p)
+            for p in value
+        )
+    ):
         sizes = tuple(int(p[0]) for p in value)
         weights = tuple(float(p[1]) for p in value)
-        if min(sizes) > 0 and min(weights) >= 0 and sum(weights) > 0:
+        if (
+            all(float(p[0]).is_integer() for p in value)
+            and min(sizes) > 0
+            and min(weights) >= 0
+            and sum(weights) > 0
+        ):
             return SizeDistribution(sizes, weights)
-    raise ScenarioError(
-        f"{where}: expected 'specmail2001', octets, or [[octets, weight], ...]; got {value!r}"
+    raise ValueError(
+        'expected "specmail2001", octets, or [[octets, weight], ...] with positive sizes; '
+        f"got {_toml_value(value)}"
     )
+
+
+def _toml_value(value: object) -> str:
+    import json
+
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 @dataclass(frozen=True)
@@ -188,99 +227,145 @@ def _replace(obj, **changes):
     return dataclasses.replace(obj, **changes)
 
 
-_CLIENT_KEYS = {
-    "name", "users", "tls", "auth", "behaviour", "poll_interval", "max_retr_per_poll",
-    "initial_sync", "prefill_count", "prefill_sizes", "timeout",
-}  # fmt: skip
+# ---------------------------------------------------------------- the file's schema
+# Pydantic models of the TOML file (pop3suite.inputs: unknown keys and wrong
+# types rejected at any depth, one line naming the file and key); the
+# dataclasses above are what the rest of the load code uses.
+
+Sizes = Annotated[SizeDistribution, PlainValidator(parse_sizes)]
+Positive = Annotated[float, Field(gt=0)]
 
 
-def _client(raw: dict, where: str) -> ClientClass:
-    unknown = set(raw) - _CLIENT_KEYS
-    if unknown:
-        raise ScenarioError(f"{where}: unknown keys {sorted(unknown)}")
-    try:
-        client = ClientClass(
-            name=str(raw["name"]),
-            users=int(raw["users"]),
-            tls=raw.get("tls", "none"),
-            auth=raw.get("auth", "user"),
-            behaviour=raw.get("behaviour", "delete"),
-            poll_interval=float(raw.get("poll_interval", 300)),
-            max_retr_per_poll=int(raw.get("max_retr_per_poll", 0)),
-            initial_sync=bool(raw.get("initial_sync", False)),
-            prefill_count=raw.get("prefill_count"),
-            prefill_sizes=parse_sizes(raw["prefill_sizes"], f"{where}.prefill_sizes")
-            if "prefill_sizes" in raw
-            else None,
-            timeout=float(raw.get("timeout", 60)),
-        )
-    except KeyError as error:
-        raise ScenarioError(f"{where}: missing key {error}") from None
-    if client.tls not in ("none", "stls", "implicit"):
-        raise ScenarioError(f"{where}.tls: none, stls or implicit, not {client.tls!r}")
-    if client.auth not in ("user", "apop", "sasl"):
-        raise ScenarioError(f"{where}.auth: user, apop or sasl, not {client.auth!r}")
-    if client.behaviour not in ("delete", "keep"):
-        raise ScenarioError(f"{where}.behaviour: delete or keep, not {client.behaviour!r}")
-    if not client.name.isalnum() or client.users < 1 or client.poll_interval <= 0:
-        raise ScenarioError(f"{where}: name must be alphanumeric, users >= 1, poll_interval > 0")
-    return client
+def _prefill_count(value: object) -> int | str:
+    if value == SPECMAIL2001 or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return value  # type: ignore[return-value]
+    raise ValueError(f'expected a count >= 0 or "specmail2001", got {_toml_value(value)}')
+
+
+PrefillCount = Annotated[int | str, PlainValidator(_prefill_count)]
+
+
+class ClientSpec(StrictModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9]+$")
+    users: int = Field(ge=1)
+    tls: Literal["none", "stls", "implicit"] = "none"
+    auth: Literal["user", "apop", "sasl"] = "user"
+    behaviour: Literal["delete", "keep"] = "delete"
+    poll_interval: Positive = 300.0
+    max_retr_per_poll: int = Field(0, ge=0)
+    initial_sync: bool = False
+    prefill_count: PrefillCount | None = None
+    prefill_sizes: Sizes | None = None
+    timeout: Positive = 60.0
+
+
+class PrefillSpec(StrictModel):
+    count: PrefillCount = 0
+    sizes: Sizes = SizeDistribution((2000,), (1.0,))
+
+
+class DeliverySpec(StrictModel):
+    rate: float = Field(0.0, ge=0)
+    users: int | None = Field(None, ge=0)  # default: 1 when rate > 0, else 0
+    sizes: Sizes = SizeDistribution((2000,), (1.0,))
+    to: list[str] = []
+
+
+class StepLimits(StrictModel):
+    """Limits of one request name (or ``NAME*`` family) in ``[slo.steps]``."""
+
+    p50_ms: Positive | None = None
+    p90_ms: Positive | None = None
+    p95_ms: Positive | None = None
+    p99_ms: Positive | None = None
+    p99_9_ms: Positive | None = Field(None, alias="p99.9_ms")
+    min_ms: Positive | None = None
+    mean_ms: Positive | None = None
+    max_ms: Positive | None = None
+    error_rate: float | None = Field(None, ge=0, le=1)
+
+
+class SloSpec(StrictModel):
+    error_rate: float = Field(0.01, ge=0, le=1)
+    spec_qos: bool = False
+    spec_share: float = Field(0.95, gt=0, le=1)
+    steps: dict[str, StepLimits] = {}
+    min_sessions: int = Field(1, ge=0)
+
+
+class ScenarioSpec(StrictModel):
+    name: str | None = None
+    description: str = ""
+    run_time: Positive = 60.0
+    time_compression: Positive = 1.0
+    seed: int = 1
+    spawn_rate: Positive = 50.0
+    idle_timeout: Positive = 600.0
+    stop_timeout: float = Field(10.0, ge=0)
+    storage: Literal["maildir", "mbox"] = "maildir"
+    prefill: PrefillSpec = PrefillSpec()
+    clients: list[ClientSpec] = Field(min_length=1)
+    delivery: DeliverySpec = DeliverySpec()
+    slo: SloSpec = SloSpec()
+
+    @model_validator(mode="after")
+    def _names(self) -> ScenarioSpec:
+        names = [c.name for c in self.clients]
+        if len(set(names)) != len(names):
+            raise ValueError(f"clients: names must be unique, got {names}")
+        for name in self.delivery.to:
+            if name not in names:
+                raise ValueError(f"delivery.to: no [[clients]] named {name!r} (have {', '.join(names)})")
+        return self
 
 
 def load_scenario(source: str | Path) -> Scenario:
     """Read a scenario by path or by name (``smoke`` -> scenarios/smoke.toml).
 
     Raises:
-        ScenarioError: no such scenario, or a bad key or value in it.
+        ScenarioError: no such scenario, or a bad key or value in it (one
+            line naming the file and the key).
     """
     path = find_scenario(source)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as error:
-        raise ScenarioError(f"{path}: {error}") from None
-    where = path.name
-    clients = tuple(_client(c, f"{where}: clients[{i}]") for i, c in enumerate(raw.get("clients", [])))
-    if not clients:
-        raise ScenarioError(f"{where}: no [[clients]]")
-    if len({c.name for c in clients}) != len(clients):
-        raise ScenarioError(f"{where}: client names must be unique")
-    prefill = raw.get("prefill", {})
-    delivery = raw.get("delivery", {})
-    slo = raw.get("slo", {})
+        spec = load_toml(path, ScenarioSpec)
+    except InputError as error:
+        raise ScenarioError(str(error)) from None
+    delivery = spec.delivery
     return Scenario(
-        name=str(raw.get("name", path.stem)),
-        description=str(raw.get("description", "")),
+        name=spec.name or path.stem,
+        description=spec.description,
         path=path,
-        run_time=float(raw.get("run_time", 60)),
-        time_compression=float(raw.get("time_compression", 1.0)),
-        seed=int(raw.get("seed", 1)),
-        prefill_count=prefill.get("count", 0),
-        prefill_sizes=parse_sizes(prefill.get("sizes", 2000), f"{where}: prefill.sizes"),
-        clients=clients,
+        run_time=float(spec.run_time),
+        time_compression=float(spec.time_compression),
+        seed=spec.seed,
+        prefill_count=spec.prefill.count,
+        prefill_sizes=spec.prefill.sizes,
+        clients=tuple(ClientClass(**{k: v for k, v in c}) for c in spec.clients),
         delivery=Delivery(
-            rate=float(delivery.get("rate", 0)),
-            users=int(delivery.get("users", 1 if delivery.get("rate", 0) else 0)),
-            sizes=parse_sizes(delivery.get("sizes", 2000), f"{where}: delivery.sizes"),
-            to=tuple(delivery.get("to", ())),
+            rate=float(delivery.rate),
+            users=delivery.users if delivery.users is not None else (1 if delivery.rate else 0),
+            sizes=delivery.sizes,
+            to=tuple(delivery.to),
         ),
         slo=Slo(
-            error_rate=float(slo.get("error_rate", 0.01)),
-            spec_qos=bool(slo.get("spec_qos", False)),
-            spec_share=float(slo.get("spec_share", 0.95)),
-            steps={str(k): {str(m): float(v) for m, v in t.items()} for k, t in slo.get("steps", {}).items()},
-            min_sessions=int(slo.get("min_sessions", 1)),
+            error_rate=float(spec.slo.error_rate),
+            spec_qos=spec.slo.spec_qos,
+            spec_share=float(spec.slo.spec_share),
+            steps={
+                name: {
+                    metric: float(v)
+                    for metric, v in limits.model_dump(by_alias=True, exclude_none=True).items()
+                }
+                for name, limits in spec.slo.steps.items()
+            },
+            min_sessions=spec.slo.min_sessions,
         ),
-        spawn_rate=float(raw.get("spawn_rate", 50)),
-        idle_timeout=float(raw.get("idle_timeout", 600)),
-        stop_timeout=float(raw.get("stop_timeout", 10)),
-        storage=_storage(raw.get("storage", "maildir"), where),
+        spawn_rate=float(spec.spawn_rate),
+        idle_timeout=float(spec.idle_timeout),
+        stop_timeout=float(spec.stop_timeout),
+        storage=spec.storage,
     )
-
-
-def _storage(value: object, where: str) -> str:
-    if value not in ("maildir", "mbox"):
-        raise ScenarioError(f"{where}: storage: maildir or mbox, not {value!r}")
-    return str(value)
 
 
 def scenario_dir() -> Path:

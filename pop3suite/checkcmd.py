@@ -114,6 +114,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
         print("pop3suite check: no case matched", file=sys.stderr)
         return 2
+    if code == pytest.ExitCode.USAGE_ERROR:  # a bad option or input file: nothing ran
+        return 2
     return int(code)
 
 

@@ -14,25 +14,16 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
 
-from load.scenario import ScenarioError, SizeDistribution, find_scenario, parse_sizes
+from pydantic import BeforeValidator, Field, model_validator
+
+from load.scenario import ScenarioError, SizeDistribution, Sizes, find_scenario, specmail2001_sizes
+from pop3suite.inputs import InputError, StrictModel, display_path, load_toml
 
 MB = 1_000_000
-
-_TOP_KEYS = {
-    "name", "description", "seed", "cell_time", "quick_cell_time", "time_compression", "spawn_rate",
-    "idle_timeout", "client_timeout", "message_sizes", "delete_per_poll", "refill", "hold_out", "grid",
-    "slo", "guidance", "load_series",
-}  # fmt: skip
-_GRID_KEYS = {"backend", "tls", "mailbox_mb", "poll_interval", "behaviour", "users"}
-_SLO_KEYS = {"p95_ms", "error_rate"}
-_GUIDANCE_KEYS = {
-    "accounts", "cpu_budget_cores", "download_per_poll_kb", "tiers_min", "sizes_mb", "intervals_min",
-    "connection_tls", "behaviour", "backend",
-}  # fmt: skip
 
 
 class GridError(ScenarioError):
@@ -91,6 +82,7 @@ class Grid:
     slo_p95_ms: float
     slo_error_rate: float
     guidance: GuidanceSettings = field(default_factory=GuidanceSettings)
+    era: dict[str, Any] | None = None  # the [era] table as written (load/capacity/era.py reads it)
 
     def real_interval(self, cell: Cell) -> float:
         return cell.poll_interval / self.time_compression
@@ -100,97 +92,111 @@ class Grid:
         return max(1, round(cell.mailbox_mb * MB / self.message_sizes.mean))
 
 
-def _list(raw: dict, key: str, where: str, kind: type, allowed: tuple | None = None) -> tuple:
-    value = raw.get(key)
-    if value is None:
-        raise GridError(f"{where}.{key}: missing (a list of values)")
-    values = value if isinstance(value, list) else [value]
-    out = []
-    for v in values:
-        if kind is float and isinstance(v, int | float) and not isinstance(v, bool):
-            v = float(v)
-        if not isinstance(v, kind) or (kind is not str and v <= 0):
-            raise GridError(f"{where}.{key}: expected positive {kind.__name__} values, got {v!r}")
-        if allowed and v not in allowed:
-            raise GridError(f"{where}.{key}: {v!r} is not one of {', '.join(allowed)}")
-        out.append(v)
-    if not out:
-        raise GridError(f"{where}.{key}: empty list")
-    return tuple(out)
+# ---------------------------------------------------------------- the file's schema
+# Pydantic models of the TOML file (pop3suite.inputs: unknown keys and wrong
+# types rejected at any depth, one line naming the file and key).
+
+T = TypeVar("T")
 
 
-def _number(raw: dict, key: str, where: str, default: float, minimum: float = 0.0) -> float:
-    value = raw.get(key, default)
-    if not isinstance(value, int | float) or isinstance(value, bool) or value <= minimum:
-        raise GridError(f"{where}.{key}: expected a number > {minimum:g}, got {value!r}")
-    return float(value)
+def _as_list(value: object) -> object:
+    """An axis may be one value or a list of values."""
+    return value if isinstance(value, list) else [value]
 
 
-def _unknown(raw: dict, allowed: set[str], where: str) -> None:
-    unknown = set(raw) - allowed
-    if unknown:
-        raise GridError(f"{where}: unknown keys {sorted(unknown)}")
+Axis = Annotated[list[T], BeforeValidator(_as_list), Field(min_length=1)]
+Positive = Annotated[float, Field(gt=0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+Tls = Literal["none", "stls", "implicit"]
+Backend = Literal["maildir", "mbox"]
+Behaviour = Literal["keep", "delete"]
 
 
-def _guidance(raw: dict, where: str) -> GuidanceSettings:
-    _unknown(raw, _GUIDANCE_KEYS, where)
-    d = GuidanceSettings()
-    tiers = raw.get("tiers_min", list(d.tiers_min))
-    if not (isinstance(tiers, list) and len(tiers) == 2 and all(isinstance(t, int | float) for t in tiers)):
-        raise GridError(f"{where}.tiers_min: expected [short, long] minutes, got {tiers!r}")
-    if not 0 < tiers[0] < tiers[1]:
-        raise GridError(f"{where}.tiers_min: need 0 < short < long, got {tiers!r}")
-    tls = raw.get("connection_tls", d.connection_tls)
-    if tls not in ("stls", "implicit"):
-        raise GridError(f"{where}.connection_tls: stls or implicit, not {tls!r}")
-    behaviour = raw.get("behaviour", d.behaviour)
-    if behaviour not in ("keep", "delete"):
-        raise GridError(f"{where}.behaviour: keep or delete, not {behaviour!r}")
-    backend = raw.get("backend", d.backend)
-    if backend not in ("auto", "maildir", "mbox"):
-        raise GridError(f"{where}.backend: auto, maildir or mbox, not {backend!r}")
-    return GuidanceSettings(
-        backend=str(backend),
-        accounts=int(_number(raw, "accounts", where, d.accounts)),
-        cpu_budget_cores=_number(raw, "cpu_budget_cores", where, d.cpu_budget_cores),
-        download_per_poll_kb=float(raw.get("download_per_poll_kb", d.download_per_poll_kb)),
-        tiers_min=(float(tiers[0]), float(tiers[1])),
-        sizes_mb=tuple(sorted(_list(raw, "sizes_mb", where, float))) if "sizes_mb" in raw else d.sizes_mb,
-        intervals_min=tuple(sorted(_list(raw, "intervals_min", where, float)))
-        if "intervals_min" in raw
-        else d.intervals_min,
-        connection_tls=str(tls),
-        behaviour=str(behaviour),
-    )
+class SeriesAxes(StrictModel):
+    """``[load_series]``: a second grid; an axis left out is the main grid's."""
+
+    backend: Axis[Backend] | None = None
+    tls: Axis[Tls] | None = None
+    mailbox_mb: Axis[Positive] | None = None
+    poll_interval: Axis[Positive] | None = None
+    behaviour: Axis[Behaviour] | None = None
+    users: Axis[PositiveInt] | None = None
 
 
-def _refill(value: object, where: str) -> str:
-    if value not in ("local", "smtp"):
-        raise GridError(f"{where}: refill: local or smtp, not {value!r}")
-    return str(value)
+class GridAxes(SeriesAxes):
+    """``[grid]``: the axes of the sweep (backend defaults to maildir, users to 4)."""
+
+    tls: Axis[Tls]
+    mailbox_mb: Axis[Positive]
+    poll_interval: Axis[Positive]
+    behaviour: Axis[Behaviour]
 
 
-def _sizes(value: object, where: str) -> SizeDistribution:
-    try:
-        return parse_sizes(value, where)
-    except ScenarioError as error:
-        raise GridError(str(error)) from None
+class GridSlo(StrictModel):
+    p95_ms: Positive = 5000.0
+    error_rate: float = Field(0.01, ge=0, le=1)
 
 
-def _cells(axes: dict, where: str, defaults: dict | None) -> tuple[Cell, ...]:
+_GUIDANCE = GuidanceSettings()
+
+
+class GuidanceSpec(StrictModel):
+    accounts: PositiveInt = _GUIDANCE.accounts
+    cpu_budget_cores: Positive = _GUIDANCE.cpu_budget_cores
+    download_per_poll_kb: float = Field(_GUIDANCE.download_per_poll_kb, ge=0)
+    tiers_min: list[Positive] = Field(list(_GUIDANCE.tiers_min), min_length=2, max_length=2)
+    sizes_mb: Axis[Positive] = list(_GUIDANCE.sizes_mb)
+    intervals_min: Axis[Positive] = list(_GUIDANCE.intervals_min)
+    connection_tls: Literal["stls", "implicit"] = "implicit"
+    behaviour: Behaviour = "keep"
+    backend: Literal["auto", "maildir", "mbox"] = "auto"
+
+    @model_validator(mode="after")
+    def _tiers(self) -> GuidanceSpec:
+        if not self.tiers_min[0] < self.tiers_min[1]:
+            raise ValueError(
+                f"guidance.tiers_min: need [short, long] with short < long, got {self.tiers_min}"
+            )
+        return self
+
+
+class GridSpec(StrictModel):
+    name: str | None = None
+    description: str = ""
+    seed: int = 1
+    cell_time: Positive = 30.0
+    quick_cell_time: Positive = 8.0
+    time_compression: Positive = 1.0
+    spawn_rate: Positive = 50.0
+    idle_timeout: Positive = 120.0
+    client_timeout: Positive = 60.0
+    message_sizes: Sizes = Field(default_factory=specmail2001_sizes)
+    delete_per_poll: PositiveInt = 2
+    refill: Literal["local", "smtp"] = "local"
+    hold_out: str = "auto"
+    grid: GridAxes
+    load_series: SeriesAxes | None = None
+    slo: GridSlo = GridSlo()
+    guidance: GuidanceSpec = GuidanceSpec()
+    era: dict[str, Any] | None = None  # the era profile's table; validated by load/capacity/era.py
+
+
+def _cells(axes: SeriesAxes, defaults: SeriesAxes | None = None) -> tuple[Cell, ...]:
     """The product of one table's axes; an axis missing here comes from
     ``defaults`` (the main grid) when given."""
-    merged = {**(defaults or {}), **axes}
-    backends = ("maildir",)
-    if "backend" in merged:
-        backends = _list(merged, "backend", where, str, ("maildir", "mbox"))
-    tls = _list(merged, "tls", where, str, ("none", "stls", "implicit"))
-    sizes = _list(merged, "mailbox_mb", where, float)
-    intervals = _list(merged, "poll_interval", where, float)
-    behaviours = _list(merged, "behaviour", where, str, ("keep", "delete"))
-    users = _list(merged, "users", where, int) if "users" in merged else (4,)
+
+    def axis(name: str, fallback: tuple) -> tuple:
+        value = getattr(axes, name)
+        if value is None and defaults is not None:
+            value = getattr(defaults, name)
+        return tuple(value) if value is not None else fallback
+
+    backends = axis("backend", ("maildir",))
+    tls, sizes = axis("tls", ()), axis("mailbox_mb", ())
+    intervals, behaviours = axis("poll_interval", ()), axis("behaviour", ())
+    users = axis("users", (4,))
     return tuple(
-        Cell(b, t, s, i, h, u)
+        Cell(b, t, float(s), float(i), h, u)
         for b, t, s, h, i, u in itertools.product(backends, tls, sizes, behaviours, intervals, users)
     )
 
@@ -199,65 +205,62 @@ def load_grid(source: str | Path) -> Grid:
     """Read a capacity scenario by path or name (``capacity-quick``).
 
     Raises:
-        GridError: no such file, bad TOML, or a bad key or value (named).
+        GridError: no such file, bad TOML, or a bad key or value (one line
+            naming the file and the key).
     """
     try:
         path = find_scenario(source)
-    except ScenarioError as error:
+        spec = load_toml(path, GridSpec)
+    except (ScenarioError, InputError) as error:
         raise GridError(str(error)) from None
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as error:
-        raise GridError(f"{path}: {error}") from None
-    where = path.name
-    _unknown(raw, _TOP_KEYS, where)
-    axes = raw.get("grid")
-    if not isinstance(axes, dict):
-        raise GridError(f"{where}: no [grid] table (the axes of the sweep)")
-    gw = f"{where}: grid"
-    _unknown(axes, _GRID_KEYS, gw)
-    cells = _cells(axes, gw, None)
-    series = raw.get("load_series")
-    if series is not None:
+    where = display_path(path)
+    cells = _cells(spec.grid)
+    if spec.load_series is not None:
         # A second, smaller grid merged into the first: typically one shape at
         # rising user counts, so even a quick run has a latency-vs-load curve
         # (and a knee to look for).  Axes it leaves out are the main grid's.
-        if not isinstance(series, dict):
-            raise GridError(f"{where}: load_series must be a table like [grid]")
-        _unknown(series, _GRID_KEYS, f"{where}: load_series")
         known = {c.id for c in cells}
-        cells += tuple(c for c in _cells(series, f"{where}: load_series", axes) if c.id not in known)
-    slo = raw.get("slo", {})
-    _unknown(slo, _SLO_KEYS, f"{where}: slo")
-    hold_out = str(raw.get("hold_out", "auto"))
-    if hold_out != "auto" and hold_out not in {c.id for c in cells}:
-        raise GridError(f'{where}: hold_out: {hold_out!r} is not a cell of the grid (or use "auto")')
+        cells += tuple(c for c in _cells(spec.load_series, spec.grid) if c.id not in known)
+    if spec.hold_out != "auto" and spec.hold_out not in {c.id for c in cells}:
+        raise GridError(f'{where}: hold_out: {spec.hold_out!r} is not a cell of the grid (or use "auto")')
     if len(cells) < 2:
         raise GridError(f"{where}: grid: at least 2 cells are needed (one is held out of the fit)")
+    g = spec.guidance
     grid = Grid(
-        name=str(raw.get("name", path.stem)),
-        description=str(raw.get("description", "")),
+        name=spec.name or path.stem,
+        description=spec.description,
         path=path,
-        seed=int(raw.get("seed", 1)),
-        cell_time=_number(raw, "cell_time", where, 30.0),
-        quick_cell_time=_number(raw, "quick_cell_time", where, 8.0),
-        time_compression=_number(raw, "time_compression", where, 1.0),
-        spawn_rate=_number(raw, "spawn_rate", where, 50.0),
-        idle_timeout=_number(raw, "idle_timeout", where, 120.0),
-        client_timeout=_number(raw, "client_timeout", where, 60.0),
-        message_sizes=_sizes(raw.get("message_sizes", "specmail2001"), f"{where}: message_sizes"),
-        delete_per_poll=int(_number(raw, "delete_per_poll", where, 2)),
-        refill=_refill(raw.get("refill", "local"), where),
-        hold_out=hold_out,
+        seed=spec.seed,
+        cell_time=float(spec.cell_time),
+        quick_cell_time=float(spec.quick_cell_time),
+        time_compression=float(spec.time_compression),
+        spawn_rate=float(spec.spawn_rate),
+        idle_timeout=float(spec.idle_timeout),
+        client_timeout=float(spec.client_timeout),
+        message_sizes=spec.message_sizes,
+        delete_per_poll=spec.delete_per_poll,
+        refill=spec.refill,
+        hold_out=spec.hold_out,
         cells=cells,
-        slo_p95_ms=_number(slo, "p95_ms", f"{where}: slo", 5000.0),
-        slo_error_rate=float(slo.get("error_rate", 0.01)),
-        guidance=_guidance(raw.get("guidance", {}), f"{where}: guidance"),
+        slo_p95_ms=float(spec.slo.p95_ms),
+        slo_error_rate=float(spec.slo.error_rate),
+        guidance=GuidanceSettings(
+            accounts=g.accounts,
+            cpu_budget_cores=float(g.cpu_budget_cores),
+            download_per_poll_kb=float(g.download_per_poll_kb),
+            tiers_min=(float(g.tiers_min[0]), float(g.tiers_min[1])),
+            sizes_mb=tuple(sorted(float(x) for x in g.sizes_mb)),
+            intervals_min=tuple(sorted(float(x) for x in g.intervals_min)),
+            connection_tls=g.connection_tls,
+            behaviour=g.behaviour,
+            backend=g.backend,
+        ),
+        era=spec.era,
     )
     for cell in cells:
         if grid.real_interval(cell) > grid.cell_time:
             raise GridError(
-                f"{where}: cell_time {grid.cell_time:g} s is shorter than one real poll interval "
+                f"{where}: cell_time: {grid.cell_time:g} s is shorter than one real poll interval "
                 f"({cell.poll_interval:g} / time_compression {grid.time_compression:g}); cells would see "
                 "no full poll cycle"
             )

@@ -84,7 +84,7 @@ def test_grid_is_the_product_and_cells_become_load_scenarios(tmp_path: Path) -> 
     [
         (('tls = ["none", "implicit"]', 'tls = ["ssl"]'), "grid.tls"),
         (("mailbox_mb = [1, 4]", "mailbox_mb = [-1]"), "grid.mailbox_mb"),
-        (("users = [3]", "users = [3]\ncolour = 1"), "grid: unknown keys ['colour']"),
+        (("users = [3]", "users = [3]\ncolour = 1"), "grid.colour: unknown key"),
         (("cell_time = 10", "cell_time = 1"), "cell_time"),
         (("p95_ms = 1000", 'p95_ms = "fast"'), "slo.p95_ms"),
         (('name = "t"', 'name = "t"\nhold_out = "nope"'), "hold_out"),
@@ -100,7 +100,7 @@ def test_errors_name_file_and_key(tmp_path: Path, change: tuple[str, str], key: 
 
 
 def test_missing_grid_and_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(GridError, match=r"cap\.toml: no \[grid\]"):
+    with pytest.raises(GridError, match=r"cap\.toml: grid: missing \(required\)"):
         load_grid(_write(tmp_path, 'name = "x"\n'))
     with pytest.raises(GridError, match="no scenario"):
         load_grid(tmp_path / "absent.toml")
