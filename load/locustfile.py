@@ -138,10 +138,34 @@ def _init(environment, **_kw) -> None:
 
         runner.register_message("pop3suite_final", _final)
     options = environment.parsed_options
+    _state["run_time"] = _run_time_option(options)
     if options is not None and getattr(options, "pop3_run_time", None):
         gevent.spawn(_graceful_stop, environment, options.pop3_run_time)
     if options is not None and getattr(options, "headless", False) and options.pop3_progress > 0:
         gevent.spawn(_progress, environment, options.pop3_progress)
+
+
+def _run_time_option(options) -> float | None:
+    """The run time this process was told to run: ``--pop3-run-time`` (what
+    ``pop3suite load --run-time`` passes), else Locust's own ``-t``; None
+    when neither was given (the UI, or stopped by hand)."""
+    for name in ("pop3_run_time", "run_time"):
+        value = getattr(options, name, None) if options is not None else None
+        if value:
+            return float(value)
+    return None
+
+
+@events.test_start.add_listener
+def _started(environment, **_kw) -> None:
+    if not isinstance(environment.runner, WorkerRunner):
+        _state["started"] = time.monotonic()
+
+
+@events.test_stop.add_listener
+def _stopped(environment, **_kw) -> None:
+    if not isinstance(environment.runner, WorkerRunner) and "started" in _state:
+        _state["elapsed"] = time.monotonic() - _state["started"]
 
 
 def _absorb(payload: dict | None) -> None:
@@ -229,8 +253,15 @@ def _finish(environment, **_kw) -> None:
         print(f"pop3suite: cannot scan the mailboxes: {error}", file=sys.stderr)
     report = ledger.reconcile(left)
     summary = CONTEXT.recorder.summary()
-    verdict = verdicts.evaluate(SCENARIO.slo, summary, report)
-    verdict.update(scenario=SCENARIO.name, run_time=SCENARIO.run_time, workers=run.get("workers", 1))
+    # The run time actually run (not the scenario file's, which --run-time overrides):
+    # per-second figures and the SLO minimums are computed over it.
+    elapsed = _state.get("elapsed")
+    run_time = _state.get("run_time") or (round(elapsed, 3) if elapsed else SCENARIO.run_time)
+    verdict = verdicts.evaluate(SCENARIO.slo, summary, report, run_time, SCENARIO.run_time)
+    verdict.update(scenario=SCENARIO.name, run_time=run_time, workers=run.get("workers", 1))
+    verdict.update(scenario_run_time=SCENARIO.run_time, elapsed_s=round(elapsed, 3) if elapsed else None)
+    run["run_time"] = run_time
+    (results / "run.json").write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
     if isinstance(environment.runner, MasterRunner):
         verdict["workers_reported"] = len(_state["finals"])
     _write_results(results, summary, report, verdict)

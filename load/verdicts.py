@@ -10,13 +10,16 @@ Rules (scenario ``[slo]``):
 * ``spec_qos``: SPECmail2001 §6, per request type independently: at least
   ``spec_share`` (95 %) within 5 s, RETR within 5 s + bytes/3000.
 * ``min_sessions``: at least this many whole SESSIONs succeeded (a run that
-  did nothing does not pass).
+  did nothing does not pass).  The minimum is written for the scenario's
+  ``run_time``; a run of another length (``--run-time``) needs it scaled
+  by the run time actually run (:func:`scaled_minimum`).
 * The ledger: lost = duplicated = corrupted = 0, always.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import math
 
 from .scenario import Slo
 
@@ -27,8 +30,25 @@ def _check(name: str, passed: bool, actual: object, limit: object) -> dict:
     return {"check": name, "passed": bool(passed), "actual": actual, "limit": limit}
 
 
-def evaluate(slo: Slo, summary: dict[str, dict], ledger: dict | None) -> dict:
-    """Returns ``{"passed": bool, "checks": [...]}``."""
+def scaled_minimum(minimum: int, run_time: float | None, planned: float | None) -> int:
+    """A count minimum written for ``planned`` seconds, for a run of
+    ``run_time`` seconds: proportional, rounded up, at least 1 when the
+    scenario asked for any (a run that did nothing never passes)."""
+    if minimum <= 0 or not run_time or not planned or run_time == planned:
+        return minimum
+    return max(1, math.ceil(minimum * run_time / planned - 1e-9))
+
+
+def evaluate(
+    slo: Slo,
+    summary: dict[str, dict],
+    ledger: dict | None,
+    run_time: float | None = None,
+    planned_run_time: float | None = None,
+) -> dict:
+    """Returns ``{"passed": bool, "checks": [...]}``.  ``run_time``: the
+    seconds actually run; ``planned_run_time``: the scenario's, for which
+    its minimums are written."""
     checks = []
     steps = {n: r for n, r in summary.items() if n not in SESSION_NAMES and not n.startswith("~")}
     requests = sum(r["requests"] for r in steps.values())
@@ -36,7 +56,8 @@ def evaluate(slo: Slo, summary: dict[str, dict], ledger: dict | None) -> dict:
     rate = failures / requests if requests else 0.0
     checks.append(_check("error_rate", rate <= slo.error_rate, round(rate, 5), slo.error_rate))
     sessions = summary.get("SESSION", {}).get("ok", 0)
-    checks.append(_check("min_sessions", sessions >= slo.min_sessions, sessions, slo.min_sessions))
+    minimum = scaled_minimum(slo.min_sessions, run_time, planned_run_time)
+    checks.append(_check("min_sessions", sessions >= minimum, sessions, minimum))
     for pattern, limits in slo.steps.items():
         matched = [n for n in summary if fnmatch.fnmatchcase(n, pattern)]
         if not matched:

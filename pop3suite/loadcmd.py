@@ -163,6 +163,7 @@ def run_load(
     from load.monitor import Monitor
 
     run_file = results / "run.json"
+    run["run_time"] = scenario.run_time  # the locustfile rewrites it with the run time actually run
     run_file.write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
     monitor = Monitor(run["server_pid"]).start() if run.get("server_pid") else None
     try:

@@ -13,11 +13,13 @@ PERCENTILES = ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "p99.9_ms", "max_ms")
 
 
 def parameters_table(run: RunData) -> str:
-    """What ran: scenario, run time, workers (verdicts.json) and the target
-    (run.json, minus the password)."""
+    """What ran: scenario, the run time actually run (the per-second figures
+    divide by it; ``scenario_run_time`` is the file's, ``elapsed_s`` the
+    measured time from the first user to the stop), workers (verdicts.json)
+    and the target (run.json, minus the password)."""
     rows: list[tuple[str, object]] = []
     verdicts = run.verdicts or {}
-    for key in ("scenario", "run_time", "workers", "workers_reported"):
+    for key in ("scenario", "run_time", "scenario_run_time", "elapsed_s", "workers", "workers_reported"):
         if key in verdicts:
             rows.append((key, verdicts[key]))
     for key, value in run.run.items():
@@ -82,7 +84,7 @@ def throughput_table(run: RunData) -> str:
     ]
     return table(
         ["measure", "total", "per second"], [(k, v, round(v / seconds, 3)) for k, v in rows], 1
-    ) + note(f"Per second = total / the scenario's run time ({seconds:g} s).")
+    ) + note(f"Per second = total / the run time actually run ({seconds:g} s).")
 
 
 def step_table(steps: dict) -> str:

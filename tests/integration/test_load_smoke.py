@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from load.report import render_report
 from tests.conftest import run_pop3suite
 
 pytestmark = pytest.mark.slow
@@ -22,9 +23,9 @@ def run_load(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[st
 def test_smoke_scenario_end_to_end(tmp_path: Path) -> None:
     """The smoke scenario passes: exit 0, Locust CSV/HTML, per-step exact
     histograms, monitor samples of the server PID, a ledger with nothing lost
-    or duplicated, and verdicts as JSON."""
+    or duplicated, and verdicts as JSON with the run time actually run."""
     report = tmp_path / "smoke"
-    done = run_load("smoke", "--run-time", "20", "--report", str(report))
+    done = run_load("smoke", "--run-time", "10", "--report", str(report))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     for name in (
         "locust_stats.csv",
@@ -46,6 +47,16 @@ def test_smoke_scenario_end_to_end(tmp_path: Path) -> None:
     assert ledger["retrievals"] > 0 and ledger["removed"] > 0
     verdicts = json.loads((report / "verdicts.json").read_text())
     assert verdicts["passed"] is True
+    # The run time actually run (--run-time 10, the file says 20) is the one recorded and divided by.
+    assert verdicts["run_time"] == 10.0 and verdicts["scenario_run_time"] == 20.0, verdicts
+    assert 9.5 <= verdicts["elapsed_s"] < 40, verdicts
+    assert json.loads((report / "run.json").read_text())["run_time"] == 10.0
+    minimum = next(c for c in verdicts["checks"] if c["check"] == "min_sessions")
+    assert minimum["limit"] == 10  # smoke.toml's 20 sessions are for its 20 s
+    html = render_report([report], tmp_path / "report").read_text()
+    sessions = json.loads((report / "steps.json").read_text())["SESSION"]["ok"]
+    assert f"<td>{sessions}</td><td>{round(sessions / 10.0, 3):.6g}</td>" in html
+    assert "the run time actually run (10 s)" in html
     assert any(c["check"] == "ledger: lost" for c in verdicts["checks"])
     steps = json.loads((report / "steps.json").read_text())
     for step in ("CONNECT", "TLS", "AUTH", "STAT", "UIDL", "LIST", "DELE", "QUIT", "SESSION", "SESSION(CO)"):
