@@ -20,43 +20,65 @@ def _panels(count: int, height_each: float = 2.6, width: float = 9.0):
     return figure, list(axes)
 
 
+def percentile_reach(percentiles: np.ndarray) -> float:
+    """How far right a distribution reaches on the 1/(1-p) axis: the largest
+    1/(1-p) over its percentiles below 1 (p = 1 is the max, at infinity).
+    ``max(1/(1-p))``, not ``1/(1-p).max()``: the latter is 1/(1 - min p),
+    which stopped the axis at p50."""
+    below = percentiles[percentiles < 1.0]
+    return float((1.0 / (1.0 - below)).max()) if below.size else 1.0
+
+
+def tail_ticks(reached: float) -> list[float]:
+    """Percentile ticks from p50 to at least p99.9, further when the data
+    reach further (p99.99 for a run with tens of thousands of requests)."""
+    last = next((p for p in PERCENTILE_TICKS if 1 / (1 - p) >= reached), PERCENTILE_TICKS[-1])
+    last = max(last, 0.999)
+    return [p for p in PERCENTILE_TICKS if p <= last]
+
+
 def distribution_chart(run: RunData, name: str = "latency_distribution") -> Chart:
     """Latency by percentile per step (HdrHistogram's classic plot): the
-    x axis is 1/(1-p) on a log scale, so the tail gets the room."""
+    x axis is 1/(1-p) on a log scale, so the tail gets the room.  The axis
+    runs to p99.9 at least (further when the data do); each line ends at
+    the step's maximum, drawn as a dot at the right edge (p = 100 %)."""
     title = "Latency by percentile per protocol step (whole run, exact)"
     groups = grouped([n for n, d in run.distributions.items() if d.count > 0])
     if not groups:
         return missing(name, title, "No latency histograms in this run (histograms/*.hgrm absent or empty).")
     figure, axes = _panels(len(groups))
-    reached = max(
-        1.0 / (1.0 - d.percentiles[d.percentiles < 1.0]).max()
-        for d in run.distributions.values()
-        if d.count > 0 and (d.percentiles < 1.0).any()
-    )
-    ticks = [p for p in PERCENTILE_TICKS if 1 / (1 - p) <= reached * 10] or [PERCENTILE_TICKS[0]]
+    reached = max(percentile_reach(d.percentiles) for d in run.distributions.values() if d.count > 0)
+    ticks = tail_ticks(reached)
+    edge = 1 / (1 - ticks[-1])
     for ax, (group, members) in zip(axes, groups, strict=True):
-        for member in members:
+        for i, member in enumerate(members):
             dist = run.distributions[member]
             keep = dist.percentiles < 1.0
-            x = 1.0 / (1.0 - dist.percentiles[keep])
-            ax.plot(x, dist.values_ms[keep], label=f"{member} (n={dist.count})", drawstyle="steps-post")
+            x = np.append(1.0 / (1.0 - dist.percentiles[keep]), edge)
+            peak = float(dist.values_ms.max())
+            y = np.append(dist.values_ms[keep], peak)
+            color = f"C{i % 10}"
+            ax.plot(x, y, label=f"{member} (n={dist.count})", drawstyle="steps-post", color=color)
+            ax.plot([edge], [peak], marker="o", linestyle="none", color=color, label="_max")
         ax.set_xscale("log")
         ax.set_yscale("log")
         plain_log_axis(ax.yaxis)
         ax.set_xticks([1 / (1 - p) for p in ticks], [f"{p * 100:g}%" for p in ticks])
-        ax.set_xlim(1.0, 1 / (1 - ticks[-1]))
+        ax.set_xlim(1.0, edge * 1.15)  # room for the max dots
         ax.xaxis.set_minor_locator(NullLocator())  # the percentile ticks are the scale; minor ones cost time
         ax.set_ylabel("latency (ms)")
         ax.set_title(group, fontsize=10, loc="left")
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=7, loc="upper left")
-    axes[-1].set_xlabel("percentile")
+    axes[-1].set_xlabel("percentile (dot at the right edge: the maximum)")
     return Chart(
         name,
         title,
-        "Each line is one step; read across to a percentile (50 %, 99 % ...) and up to the latency at "
-        "most that share of successful requests stayed under. A line that bends up sharply at the right "
-        "is a tail: a few requests were much slower than the typical one.",
+        "Each line is one step; read across to a percentile (50 %, 99 %, 99.9 % ...) and up to the latency "
+        "at most that share of successful requests stayed under. A line that bends up sharply at the right "
+        "is a tail: a few requests were much slower than the typical one. The dot at the right edge is the "
+        "slowest request; with fewer requests than a percentile needs (1,000 for 99.9 %), the line goes "
+        "flat to that dot.",
         figure,
     )
 

@@ -20,7 +20,7 @@ from load.report.errors import errors_chart
 from load.report.figures import gapped, group_of, grouped
 from load.report.inputs import hgrm_name, read_run
 from load.report.knee import find_knee, knee_chart, ramp_points
-from load.report.latency import distribution_chart, over_time_chart
+from load.report.latency import distribution_chart, over_time_chart, percentile_reach, tail_ticks
 from load.report.resources import resources_chart
 from load.report.throughput import load_chart
 
@@ -210,6 +210,38 @@ def test_distribution_chart_plots_the_histogram(run_dir: Path) -> None:
     assert line.get_label() == "RETR[1MB] (n=3)"
     assert line.get_ydata()[0] == pytest.approx(20.0, rel=1e-3)  # the smallest recorded value, in ms
     assert max(line.get_ydata()) <= 51.1
+
+
+def test_distribution_chart_shows_the_tail(tmp_path: Path) -> None:
+    """The percentile axis runs to p99.9 at least (it stopped at p50 when the
+    limit was 1/(1 - min p)), further when the data reach further, and every
+    line ends at the step's maximum."""
+    assert percentile_reach(np.array([0.0, 0.5, 0.9, 0.99, 0.999, 1.0])) == pytest.approx(1000.0)
+    assert tail_ticks(2.0)[-1] == 0.999 and tail_ticks(20_000.0)[-1] == 0.9999
+    run = write_run(tmp_path / "run")
+    rng = np.random.default_rng(1)
+    histogram = HdrHistogram(1, 3_600_000_000, 3)
+    for value in rng.lognormal(8.0, 0.6, 50_000):  # microseconds: a long tail, 50,000 requests
+        histogram.record_value(int(value))
+    with open(run / "histograms" / f"{hgrm_name('SESSION')}.hgrm", "wb") as handle:
+        histogram.output_percentile_distribution(handle, 1000)
+    chart = distribution_chart(read_run(run))
+    labels = [t.get_text() for t in chart.figure.axes[0].get_xticklabels()]
+    assert labels == ["50%", "90%", "99%", "99.9%", "99.99%"]  # 50,000 requests reach p99.99
+    for ax in chart.figure.axes:
+        assert ax.get_xlim()[1] >= 1 / (1 - 0.9999)
+    session = next(
+        ln for ax in chart.figure.axes for ln in ax.get_lines() if ln.get_label().startswith("SESSION")
+    )
+    x, y = np.asarray(session.get_xdata()), np.asarray(session.get_ydata())
+    assert x[-1] == pytest.approx(10_000) and y[-1] == pytest.approx(
+        histogram.get_max_value() / 1000, rel=1e-3
+    )
+    at = np.searchsorted(x, 1000, side="right") - 1  # the rows around p99.9 bracket its exact value
+    assert y[at] <= histogram.get_value_at_percentile(99.9) / 1000 <= y[at + 1] * 1.001
+    small = distribution_chart(read_run(write_run(tmp_path / "small")))  # 3 and 4 requests
+    small_labels = [t.get_text() for t in small.figure.axes[0].get_xticklabels()]
+    assert small_labels[-1] == "99.9%" and small.figure.axes[0].get_xlim()[1] >= 1000
 
 
 def test_over_time_chart_one_panel_per_step_group(run_dir: Path) -> None:
