@@ -16,6 +16,8 @@ from pathlib import Path
 
 import psutil
 
+from load.cputime import precise_cpu_seconds
+
 FIELDS = ("t", "cpu_percent", "rss_bytes", "connections", "threads", "fds")
 
 
@@ -32,7 +34,9 @@ def tree_cpu_seconds(pid: int) -> float:
     """CPU seconds (user + system) of process ``pid``, the children it and its
     descendants have reaped, and its live descendants.  A descendant's CPU
     moves into its parent's ``children_*`` when it is reaped, so the sum stays
-    continuous across Dovecot's per-session ``pop3`` processes.
+    continuous across Dovecot's per-session ``pop3`` processes.  Each live
+    process's own time is read to the nanosecond (load/cputime.py): psutil's
+    10 ms ticks read 0 for a short cell that used a few ms.
 
     Raises:
         psutil.NoSuchProcess: ``pid`` is gone.
@@ -46,7 +50,8 @@ def tree_cpu_seconds(pid: int) -> float:
             if proc is root:
                 raise
             continue  # ended between listing and reading: its parent counts it once reaped
-        total += t.user + t.system + t.children_user + t.children_system
+        own = precise_cpu_seconds(proc.pid)
+        total += (own if own is not None else t.user + t.system) + t.children_user + t.children_system
     return total
 
 

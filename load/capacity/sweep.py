@@ -184,6 +184,26 @@ def cpu_cv(samples: list[tuple[float, float]], history: Path) -> float | None:
     return statistics.pstdev(ratios) / statistics.fmean(ratios)
 
 
+def cpu_figures(cpu: float, polls: int, run_time: float, pid: int) -> dict:
+    """The CPU part of a cell's ``measured`` block from the server's CPU
+    seconds over the cell.  A server that served polls used CPU: a reading
+    of 0 (or less) is not a measurement, so the figures are None and
+    ``cpu_error`` says why rather than a 0 the cost model would fit."""
+    if cpu <= 0 and polls > 0:
+        return {
+            "server_cpu_s": None,
+            "cpu_util": None,
+            "cpu_per_poll_s": None,
+            "cpu_error": f"the CPU time of PID {pid} and its children did not advance ({cpu:.6f} s) while "
+            f"{polls} polls were served: is it the process that serves them (--server-pid)?",
+        }
+    return {
+        "server_cpu_s": cpu,
+        "cpu_util": cpu / run_time,
+        "cpu_per_poll_s": cpu / polls if polls else None,
+    }
+
+
 def measure(cell_dir: Path, cell: Cell, real_interval: float, run_time: float) -> dict:
     """The cell's ``measured`` block from its steps.json (no CPU yet)."""
     steps_file = cell_dir / "steps.json"
@@ -314,13 +334,11 @@ def run_cell(grid: Grid, cell: Cell, out: Path, run_time: float, external: dict 
     else:
         measured["bytes_scanned_per_poll"] = cell.mailbox_mb * 1e6  # not read: the nominal size
     if cpu0 is not None and cpu1 is not None:
-        cpu = cpu1 - cpu0
-        measured["server_cpu_s"] = cpu
-        measured["cpu_util"] = cpu / run_time
-        measured["cpu_per_poll_s"] = cpu / measured["polls"] if measured["polls"] else None
-        measured["cpu_per_poll_cv"] = cpu_cv(
-            sampler.samples if sampler else [], cell_dir / "locust_stats_history.csv"
-        )
+        measured.update(cpu_figures(cpu1 - cpu0, measured["polls"], run_time, int(run["server_pid"])))
+        if measured["server_cpu_s"] is not None:
+            measured["cpu_per_poll_cv"] = cpu_cv(
+                sampler.samples if sampler else [], cell_dir / "locust_stats_history.csv"
+            )
     return {
         "id": cell.id,
         "dir": f"cells/{cell.id}",
@@ -423,7 +441,7 @@ def run_sweep(
         nan = float("nan")
         cv = m.get("cpu_per_poll_cv")
         if m["server_cpu_s"] is None:
-            cpu = "CPU not measured (no --server-pid)"
+            cpu = f"CPU not measured ({m.get('cpu_error') or 'no --server-pid'})"
         else:
             cpp = m["cpu_per_poll_s"] * 1000 if m["cpu_per_poll_s"] is not None else nan
             cpu = f"CPU/poll {cpp:.2f} ms, cv {cv if cv is not None else nan:.2f}"
