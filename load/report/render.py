@@ -1,11 +1,13 @@
-"""``render_report``: one HTML page (+ PNGs in ``plots/``) for load runs and
-capacity runs.  Each input directory gets a section: what ran, the server's
+"""``render_report``: one self-contained HTML page (charts embedded as
+``data:`` URIs; the same PNGs are also written to ``plots/``) for load runs
+and capacity runs.  Each input directory gets a section: what ran, the server's
 load and the verdicts first, then the charts (each with a "how to read
 this" line, or a one-line note when its data are absent), then the tables.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from pathlib import Path
@@ -66,9 +68,14 @@ class _Page:
         path = save_png(chart.figure, self.plots / f"{prefix}{chart.name}.png")
         self.written.add(path.name)
         chart.figure.clear()  # free the figure's memory now; it is not reused
-        rel = path.relative_to(self.out).as_posix()
         self.add(f'<p class="how">How to read this: {esc(chart.how_to_read)}</p>')
-        self.add(f'<p><img src="{esc(rel)}" alt="{esc(chart.title)}"></p>')
+        self.add(f'<p><img src="{data_uri(path.read_bytes())}" alt="{esc(chart.title)}"></p>')
+
+
+def data_uri(png: bytes) -> str:
+    """The PNG inside the page: report.html is one self-contained file that
+    CI can attach (the PNGs in ``plots/`` stay for other tools)."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def _relative(path: Path, out: Path) -> str:
@@ -156,7 +163,8 @@ def _busiest_cell(doc: _Page, data: CapacityData, prefix: str) -> None:
 
 def render_report(runs: list[Path], out: Path) -> Path:
     """Render load-run and/or capacity directories into ``out/report.html``
-    with charts in ``out/plots/``; returns the HTML path.  Raises
+    (self-contained: charts embedded) and the charts also as PNGs in
+    ``out/plots/``; returns the HTML path.  Raises
     ``ReportInputError`` (naming the directory) for a directory that is
     neither kind."""
     if not runs:

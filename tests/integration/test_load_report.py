@@ -13,6 +13,7 @@ import pytest
 
 from load.report import render_report
 from load.report.html import fmt
+from load.report.render import data_uri
 from tests.conftest import run_pop3suite
 from tests.unit.test_report_capacity import make_capacity_dir
 from tests.unit.test_report_charts import assert_png_drawn, html_links
@@ -83,7 +84,7 @@ def test_report_of_a_real_load_run(load_run: Path) -> None:
     html = html_path.read_text()
     for name in DRAWN:
         assert_png_drawn(load_run / "plots" / f"{name}.png")
-        assert f'src="plots/{name}.png"' in html
+        assert f'src="{data_uri((load_run / "plots" / f"{name}.png").read_bytes())}"' in html  # embedded
     for link in html_links(html):
         assert (load_run / link).resolve().is_file(), link
     steps = json.loads((load_run / "steps.json").read_text())

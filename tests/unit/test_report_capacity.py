@@ -17,6 +17,7 @@ from load.report.capacity_tables import guidance_table, model_table
 from load.report.errors import capacity_errors_chart
 from load.report.inputs import read_capacity
 from load.report.knee import capacity_points, knee_chart
+from load.report.render import data_uri
 
 from .test_report_charts import assert_png_drawn, html_links
 
@@ -307,7 +308,7 @@ def test_render_capacity_report(capacity_dir: Path, tmp_path: Path) -> None:
     html = render_report([capacity_dir], out).read_text()
     for name in ("cpu_per_poll", "load_heatmap", "latency_vs_load", "capacity_errors"):
         assert_png_drawn(out / "plots" / f"{name}.png")
-        assert f'src="plots/{name}.png"' in html
+        assert f'src="{data_uri((out / "plots" / f"{name}.png").read_bytes())}"' in html  # embedded
     links = html_links(html)
     assert any(link.endswith(f"{cell['dir']}/locust.html") for link in links)
     for link in links:

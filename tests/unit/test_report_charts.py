@@ -5,9 +5,11 @@ and a chart without data must be a note, not an empty figure."""
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,7 @@ from load.report.figures import gapped, group_of, grouped
 from load.report.inputs import hgrm_name, read_run
 from load.report.knee import find_knee, knee_chart, ramp_points
 from load.report.latency import distribution_chart, over_time_chart, percentile_reach, tail_ticks
+from load.report.render import RAW_FILES
 from load.report.resources import resources_chart
 from load.report.throughput import load_chart
 
@@ -342,6 +345,29 @@ def test_render_load_reports(run_dir: Path, tmp_path: Path) -> None:
     assert '<td class="text">messages retrieved (RETR)</td><td>9</td><td>0.9</td>' in html  # 9 ok in 10 s
     assert "Only one load point" in html and "single load run (no capacity.json)" in html
     assert "Across the load runs" in html
+
+
+def test_the_report_is_one_self_contained_file(run_dir: Path, tmp_path: Path) -> None:
+    """report.html alone (as CI attaches it) shows every chart: images are
+    data: URIs holding the same PNGs as plots/, no stylesheet or script is
+    fetched; the only relative links are to the raw result files."""
+    out = tmp_path / "out"
+    html = render_report([run_dir], out).read_text()
+    images = re.findall(r'<img src="([^"]*)"', html)
+    assert len(images) == len(LOAD_PLOTS)
+    for src in images:
+        assert src.startswith("data:image/png;base64,"), src[:60]
+        png = base64.b64decode(src.split(",", 1)[1], validate=True)
+        assert png[:8] == PNG_MAGIC
+    assert {base64.b64decode(s.split(",", 1)[1]) for s in images} == {
+        p.read_bytes() for p in (out / "plots").iterdir()
+    }
+    assert "<link" not in html and "<script" not in html and "url(" not in html
+    alone = tmp_path / "attached" / "report.html"
+    alone.parent.mkdir()
+    shutil.copy(out / "report.html", alone)
+    for link in re.findall(r'(?:src|href)="([^"#]+)"', alone.read_text()):
+        assert link.startswith("data:") or link.endswith(RAW_FILES), link  # raw results are extras
 
 
 def test_gaps_in_the_history_break_the_line(tmp_path: Path) -> None:
