@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, PlainValidator, model_validator
+from pydantic import AfterValidator, Field, PlainValidator, model_validator
 
 from pop3suite.inputs import InputError, StrictModel, load_toml
 
@@ -245,8 +245,14 @@ def _prefill_count(value: object) -> int | str:
 PrefillCount = Annotated[int | str, PlainValidator(_prefill_count)]
 
 
+def _cell_name(name: str) -> str:
+    if not (name.isascii() and name.isalnum()):
+        raise ValueError(f"expected letters and digits only (accounts: NAME0000), got {_toml_value(name)}")
+    return name
+
+
 class ClientSpec(StrictModel):
-    name: str = Field(pattern=r"^[A-Za-z0-9]+$")
+    name: Annotated[str, AfterValidator(_cell_name)]
     users: int = Field(ge=1)
     tls: Literal["none", "stls", "implicit"] = "none"
     auth: Literal["user", "apop", "sasl"] = "user"

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, field_validator
 
 from load.scenario import ScenarioError, SizeDistribution, Sizes, find_scenario, specmail2001_sizes
 from pop3suite.inputs import InputError, StrictModel, display_path, load_toml
@@ -151,13 +151,12 @@ class GuidanceSpec(StrictModel):
     behaviour: Behaviour = "keep"
     backend: Literal["auto", "maildir", "mbox"] = "auto"
 
-    @model_validator(mode="after")
-    def _tiers(self) -> GuidanceSpec:
-        if not self.tiers_min[0] < self.tiers_min[1]:
-            raise ValueError(
-                f"guidance.tiers_min: need [short, long] with short < long, got {self.tiers_min}"
-            )
-        return self
+    @field_validator("tiers_min")
+    @classmethod
+    def _tiers(cls, tiers: list[float]) -> list[float]:
+        if not tiers[0] < tiers[1]:
+            raise ValueError(f"need [short, long] minutes with short < long, got {tiers}")
+        return tiers
 
 
 class GridSpec(StrictModel):

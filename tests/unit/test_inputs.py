@@ -86,6 +86,11 @@ def test_the_examples_load(tmp_path: Path) -> None:
         (("sizes = 2000", 'sizes = "big"'), "prefill.sizes", 'got "big"'),
         (('to = ["a"]', 'to = ["b"]'), "delivery.to", "no [[clients]] named 'b'"),
         (("rate = 1.0", "rate = true"), "delivery.rate", "expected a number, got true"),
+        (
+            ('name = "a"', 'name = "a-b"'),
+            "clients[0].name",
+            'letters and digits only (accounts: NAME0000), got "a-b"',
+        ),
     ],
 )
 def test_scenario_errors_name_file_and_key(
