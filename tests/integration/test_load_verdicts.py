@@ -4,13 +4,15 @@ exit non-zero and says which check failed; plus the ledger's arithmetic."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from load.accounting import Ledger, RetrSink, find_nonce, make_message
 from load.scenario import load_scenario
-from tests.conftest import run_pop3suite
+from tests.conftest import ROOT, run_pop3suite
 
 IMPOSSIBLE = """
 name = "impossible"
@@ -42,6 +44,25 @@ def test_failing_slo_gives_nonzero_exit(tmp_path: Path) -> None:
     failed = [c["check"] for c in verdicts["checks"] if not c["passed"]]
     assert failed == ["SESSION: p95_ms"], failed
     assert "FAIL  SESSION: p95_ms" in done.stderr
+
+
+@pytest.mark.slow
+def test_locusts_own_run_time_is_the_one_recorded(tmp_path: Path) -> None:
+    """``locust -f load/locustfile.py -t 4s`` on a scenario written for 30 s:
+    verdicts.json and run.json record 4 s (the per-second figures divide by
+    it) and the minimum sessions are scaled to it."""
+    scenario = tmp_path / "thirty.toml"
+    scenario.write_text(IMPOSSIBLE.replace("run_time = 6", "run_time = 30").replace("0.001", "60000"))
+    report = tmp_path / "out"
+    command = [sys.executable, "-m", "locust", "-f", str(ROOT / "load" / "locustfile.py")]
+    command += ["--pop3-scenario", str(scenario), "--pop3-results", str(report), "--pop3-progress", "0"]
+    command += ["--headless", "--only-summary", "-u", "2", "-r", "10", "-t", "4s", "--loglevel", "WARNING"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False)
+    verdicts = json.loads((report / "verdicts.json").read_text())
+    assert verdicts["run_time"] == 4.0 and verdicts["scenario_run_time"] == 30.0, done.stderr[-3000:]
+    assert json.loads((report / "run.json").read_text())["run_time"] == 4.0
+    minimum = next(c for c in verdicts["checks"] if c["check"] == "min_sessions")
+    assert minimum["limit"] == 1 and minimum["passed"], minimum
 
 
 def test_unknown_scenario_is_a_usage_error() -> None:
