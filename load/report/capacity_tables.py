@@ -115,7 +115,12 @@ def cells_table(data: CapacityData, out: Path) -> str:
         "why",
         "held out",
     ]
-    return table(headers, rows, 4)
+    unmeasured = [
+        f"{c.get('id')}: {(c.get('measured') or {})['cpu_error']}"
+        for c in data.cells
+        if (c.get("measured") or {}).get("cpu_error")
+    ]
+    return table(headers, rows, 4) + "".join(note(f"CPU not measured in {line}") for line in unmeasured)
 
 
 def _ms(seconds: object) -> object:

@@ -13,7 +13,7 @@ import pytest
 
 from load.report import ReportInputError, render_report
 from load.report.capacity_plots import cpu_per_poll_chart, heatmap_chart
-from load.report.capacity_tables import guidance_table, model_table
+from load.report.capacity_tables import cells_table, guidance_table, model_table
 from load.report.errors import capacity_errors_chart
 from load.report.inputs import read_capacity
 from load.report.knee import capacity_points, knee_chart
@@ -331,3 +331,16 @@ def test_not_a_capacity_document(tmp_path: Path) -> None:
     (tmp_path / "capacity.json").write_text(json.dumps({"kind": "something-else"}))
     with pytest.raises(ReportInputError, match=str(tmp_path)):
         render_report([tmp_path], tmp_path / "out")
+
+
+def test_a_cell_without_a_cpu_reading_says_why(tmp_path: Path) -> None:
+    directory = make_capacity_dir(tmp_path / "cap", model=False, guidance=False)
+    document = json.loads((directory / "capacity.json").read_text())
+    first = document["cells"][0]
+    first["measured"].update(
+        server_cpu_s=None, cpu_per_poll_s=None, cpu_util=None, cpu_error="PID 7 used no CPU"
+    )
+    (directory / "capacity.json").write_text(json.dumps(document))
+    html = cells_table(read_capacity(directory), tmp_path)
+    assert f"CPU not measured in {first['id']}: PID 7 used no CPU" in html
+    assert html.count("CPU not measured") == 1
