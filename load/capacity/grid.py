@@ -17,6 +17,7 @@ import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from load.scenario import ScenarioError, SizeDistribution, find_scenario, parse_sizes
 
@@ -25,7 +26,7 @@ MB = 1_000_000
 _TOP_KEYS = {
     "name", "description", "seed", "cell_time", "quick_cell_time", "time_compression", "spawn_rate",
     "idle_timeout", "client_timeout", "message_sizes", "delete_per_poll", "refill", "hold_out", "grid",
-    "slo", "guidance", "load_series",
+    "slo", "guidance", "load_series", "era",
 }  # fmt: skip
 _GRID_KEYS = {"backend", "tls", "mailbox_mb", "poll_interval", "behaviour", "users"}
 _SLO_KEYS = {"p95_ms", "error_rate"}
@@ -91,6 +92,7 @@ class Grid:
     slo_p95_ms: float
     slo_error_rate: float
     guidance: GuidanceSettings = field(default_factory=GuidanceSettings)
+    era: Any = None  # load.capacity.era.EraProfile: the [era] table, validated by era.py
 
     def real_interval(self, cell: Cell) -> float:
         return cell.poll_interval / self.time_compression
@@ -195,6 +197,13 @@ def _cells(axes: dict, where: str, defaults: dict | None) -> tuple[Cell, ...]:
     )
 
 
+def load_era(raw: object, where: str) -> Any:
+    """``[era]`` is validated by load.capacity.era (its own strict schema)."""
+    from .era import load_era as load
+
+    return load(raw, where)
+
+
 def load_grid(source: str | Path) -> Grid:
     """Read a capacity scenario by path or name (``capacity-quick``).
 
@@ -253,6 +262,7 @@ def load_grid(source: str | Path) -> Grid:
         slo_p95_ms=_number(slo, "p95_ms", f"{where}: slo", 5000.0),
         slo_error_rate=float(slo.get("error_rate", 0.01)),
         guidance=_guidance(raw.get("guidance", {}), f"{where}: guidance"),
+        era=load_era(raw.get("era"), where),
     )
     for cell in cells:
         if grid.real_interval(cell) > grid.cell_time:

@@ -142,10 +142,23 @@ def _annotate(ax, grid: np.ndarray, budget: float | None, vmax: float) -> None:
 
 
 def _boundaries(ax, guidance: dict, connection: str, derived: list, sizes: list, intervals: list) -> None:
+    era = "era" in guidance  # an era run: the derived boundary is the era's (load/capacity/era_guidance.py)
     if derived:
         b_sizes = _index_coords([float(p[0]) for p in derived], sizes)
         b_intervals = _index_coords([float(p[1]) for p in derived], intervals)
-        ax.plot(b_intervals, b_sizes, color="white", marker="o", linewidth=2.5, label="derived boundary")
+        label = "era boundary (derived)" if era else "derived boundary"
+        ax.plot(b_intervals, b_sizes, color="white", marker="o", linewidth=2.5, label=label)
+    modern = ((guidance.get("boundaries_compared") or {}).get("modern") or {}).get(connection) or []
+    if modern:
+        ax.plot(
+            _index_coords([float(p[1]) for p in modern], intervals),
+            _index_coords([float(p[0]) for p in modern], sizes),
+            color="cyan",
+            marker="s",
+            linestyle="--",
+            linewidth=2,
+            label="modern boundary",
+        )
     styles = iter(("--", ":", "-."))
     for policy, points in provider_boundaries(guidance.get("provider") or [], connection, sizes):
         ax.plot(
@@ -201,6 +214,11 @@ def heatmap_chart(data: CapacityData, name: str = "load_heatmap") -> Chart:
         "shortest safe poll interval per size (left of it is over budget); the orange lines are the "
         "provider's published table, one per named policy. Cells framed in red exceed the CPU budget."
     )
+    if "era" in guidance:
+        how += (
+            " Era run: the white line is the era profile's boundary (its model scaled to the era CPU), "
+            "the cyan line the modern reference server's (the terms the scenario cites)."
+        )
     if budget is not None:
         how += f" Budget: {budget:g} cores for {guidance.get('accounts', '?')} accounts."
     return Chart(name, title, how, figure)
