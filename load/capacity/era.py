@@ -84,6 +84,8 @@ REQUIRED: dict[str, type | tuple[type, ...]] = {
     "modern_b_scan_ms_per_mb": (int, float),
     "modern_c_sent_ms_per_mb": (int, float),
 }
+#: A real era daemon stack measured by benchmarks/bench_era_daemon.py (optional, all four or none).
+DAEMON = ("daemon_a_ms", "daemon_b_scan_ms_per_mb", "daemon_d_tls_ms", "daemon_e_tls_ms_per_mb")
 
 
 class EraParameter(BaseModel):
@@ -120,11 +122,22 @@ class EraProfile:
             value = self.values[name]
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
                 raise GridError(f"{where}: era.parameters: {name}: expected {_kind(kind)}, got {value!r}")
+        given = [n for n in DAEMON if n in self.values]
+        if given and len(given) != len(DAEMON):
+            missing = ", ".join(n for n in DAEMON if n not in self.values)
+            raise GridError(f"{where}: era.parameters: the daemon terms come together; missing {missing}")
+        for name in given:
+            if not isinstance(self.values[name], int | float) or isinstance(self.values[name], bool):
+                raise GridError(f"{where}: era.parameters: {name}: expected a number")
         if self.values["rsa_bits"] not in (1024, 2048) or self.values["rsa_bits_band"] not in (1024, 2048):
             raise GridError(f"{where}: era.parameters: rsa_bits and rsa_bits_band: 1024 or 2048")
 
     def __getitem__(self, name: str):
         return self.values[name]
+
+    @property
+    def has_daemon(self) -> bool:
+        return DAEMON[0] in self.values
 
     def parameters(self) -> list[dict]:
         return [p.model_dump() for p in self.table.parameters]

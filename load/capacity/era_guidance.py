@@ -22,11 +22,13 @@ from __future__ import annotations
 import dataclasses
 import itertools
 
+import numpy as np
+
 from . import inverse
 from .costmodel import Model
 from .era import EraProfile, cpu_ratio, tls_band_ms
-from .grid import Grid
-from .guidance import derive, implied_spread
+from .grid import Grid, GuidanceSettings
+from .guidance import PROVIDER, cost_curve, derive, implied_spread
 
 
 def scaled(model: Model, factor: float, tls_delta_s: float = 0.0) -> Model:
@@ -50,6 +52,44 @@ def modern_model(era: EraProfile) -> Model:
     return Model(
         terms=list(coefficients), coefficients=coefficients, r2=float("nan"), rmse_s=0.0, residuals={}
     )
+
+
+def daemon_model(era: EraProfile) -> Model:
+    """The real era stack measured by benchmarks/bench_era_daemon.py (popa3d
+    behind socat, stunnel in inetd mode for TLS), on this CPU.  The model has
+    no TLS x mailbox-MB term, so ``daemon_e_tls_ms_per_mb`` enters only the
+    inverse reading (leaving it out of the table makes TLS slightly cheaper)."""
+    coefficients = {
+        "a": era["daemon_a_ms"] / 1000,
+        "b_scan": era["daemon_b_scan_ms_per_mb"] / 1000,
+        "d_tls": era["daemon_d_tls_ms"] / 1000,
+    }
+    nan = float("nan")
+    return Model(terms=list(coefficients), coefficients=coefficients, r2=nan, rmse_s=0.0, residuals={})
+
+
+def at_provider_load(model: Model, s: GuidanceSettings, backend: str, slo: float) -> dict:
+    """Each tier's plain/TLS ratio at the load where the provider's plain size
+    of that tier exactly fits the budget (the table does not say how many
+    accounts a server had; only that population is taken from it, and the
+    TLS sizes are then the test).  The tiers need different populations
+    when the costs are linear (inverse: a = -30 MB), hence one per tier."""
+    plain = next(p for p in PROVIDER if p["connection"] == "plain")
+    out: dict = {}
+    for tier, size_key, interval_key in (
+        ("short", "above_mb", "poll_min"),
+        ("long", "keep_under_mb", "poll_min_above"),
+    ):
+        cost = float(cost_curve(model, np.array([plain[size_key]]), "plain", backend, s)[0])
+        accounts = max(1, round(s.cpu_budget_cores * 60 * plain[interval_key] / cost))
+        doc = derive(model, dataclasses.replace(s, accounts=accounts), [backend], slo)
+        out[tier] = {
+            "accounts": accounts,
+            "plain_over_tls": (doc["iso_cost"].get("derived_plain_over_tls") or {}).get(tier),
+            "rows": [{k: r[k] for k in ("connection", "keep_under_mb", "above_mb")} for r in doc["rows"]],
+        }
+    out["plain_over_tls"] = {tier: out[tier]["plain_over_tls"] for tier in ("short", "long")}
+    return out
 
 
 def _summary(doc: dict) -> dict:
@@ -116,6 +156,22 @@ def enrich(
         "era_on_this_cpu": inverse.measured_terms(model, s, backend),
         "modern": inverse.measured_terms(modern, s, backend),
     }
+    profiles = {"era": era_model, "modern": modern}
+    daemon = None
+    if era.has_daemon:
+        daemon_here = daemon_model(era)
+        profiles["era_daemon"] = scaled(daemon_here, ratio["central"])
+        daemon_doc = derive(profiles["era_daemon"], s, [backend], slo)
+        b, d, e = era["daemon_b_scan_ms_per_mb"], era["daemon_d_tls_ms"], era["daemon_e_tls_ms_per_mb"]
+        terms["era_daemon"] = {
+            "a_ms": era["daemon_a_ms"] * ratio["central"],
+            "b_scan_ms_per_mb": b * ratio["central"],
+            "d_tls_ms": d * ratio["central"],
+            "e_tls_ms_per_mb": e * ratio["central"],
+            "d_over_b_mb": d / b,
+            "e_over_b": e / b,
+        }
+        daemon = _summary(daemon_doc)
     guidance["era"] = {
         "description": era.table.description,
         "parameters": era.parameters() + _measured_parameters(ratio, handshakes),
@@ -125,13 +181,18 @@ def enrich(
         "measured_here": measured_here,
         "modern": _summary(modern_doc),
         "band": _band(corners) | {"corners": corners},
+        "at_provider_load": {name: at_provider_load(m, s, backend, slo) for name, m in profiles.items()},
     }
+    if daemon is not None:
+        guidance["era"]["daemon"] = daemon
     guidance["inverse"] = {
         "provider": provider_terms,
         "measured": terms,
         "gap": inverse.compare(provider_terms, terms),
     }
     guidance["boundaries_compared"] = {"era": era_doc["boundary"], "modern": modern_doc["boundary"]}
+    if daemon is not None:
+        guidance["boundaries_compared"]["era_daemon"] = daemon["boundary"]
 
 
 def _measured_parameters(ratio: dict, handshakes: dict) -> list[dict]:

@@ -329,7 +329,10 @@ def render_era(doc: dict) -> list[str]:
         "handshake CPU here: "
         + ", ".join(f"RSA-{b} {ms:.2f} ms" for b, ms in era["handshake_cpu_ms_here"].items())
     )
-    for label, key in (("era cells on this CPU", "measured_here"), ("modern reference server", "modern")):
+    tables = [("era cells on this CPU", "measured_here"), ("modern reference server", "modern")]
+    if "daemon" in era:
+        tables.append(("era daemon stack", "daemon"))
+    for label, key in tables:
         table = era[key]
         for r in table["rows"]:
             lines.append(
@@ -352,6 +355,18 @@ def render_era(doc: dict) -> list[str]:
         f"{_pair(band.get('plain_over_tls_long'))}x long; implied-accounts spread "
         f"{_pair(band.get('implied_accounts_spread'))}x"
     )
+    at_load = era.get("at_provider_load") or {}
+    if at_load:
+        lines.append(
+            "  plain/TLS per tier at the load where the provider's plain size of that tier fits "
+            "(provider 2.50x / 1.80x):"
+        )
+        for name, v in at_load.items():
+            r = v["plain_over_tls"]
+            lines.append(
+                f"    {name:<16}{_pair(r.get('short'))}x at {v['short']['accounts']} accounts / "
+                f"{_pair(r.get('long'))}x at {v['long']['accounts']} accounts"
+            )
     inverse = doc.get("inverse") or {}
     prov = inverse.get("provider") or {}
     if prov:

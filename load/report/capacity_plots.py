@@ -148,17 +148,22 @@ def _boundaries(ax, guidance: dict, connection: str, derived: list, sizes: list,
         b_intervals = _index_coords([float(p[1]) for p in derived], intervals)
         label = "era boundary (derived)" if era else "derived boundary"
         ax.plot(b_intervals, b_sizes, color="white", marker="o", linewidth=2.5, label=label)
-    modern = ((guidance.get("boundaries_compared") or {}).get("modern") or {}).get(connection) or []
-    if modern:
-        ax.plot(
-            _index_coords([float(p[1]) for p in modern], intervals),
-            _index_coords([float(p[0]) for p in modern], sizes),
-            color="cyan",
-            marker="s",
-            linestyle="--",
-            linewidth=2,
-            label="modern boundary",
-        )
+    compared = guidance.get("boundaries_compared") or {}
+    for key, color, marker, label in (
+        ("modern", "cyan", "s", "modern boundary"),
+        ("era_daemon", "magenta", "^", "era daemon stack boundary"),
+    ):
+        line = (compared.get(key) or {}).get(connection) or []
+        if line:
+            ax.plot(
+                _index_coords([float(p[1]) for p in line], intervals),
+                _index_coords([float(p[0]) for p in line], sizes),
+                color=color,
+                marker=marker,
+                linestyle="--",
+                linewidth=2,
+                label=label,
+            )
     styles = iter(("--", ":", "-."))
     for policy, points in provider_boundaries(guidance.get("provider") or [], connection, sizes):
         ax.plot(
@@ -217,7 +222,8 @@ def heatmap_chart(data: CapacityData, name: str = "load_heatmap") -> Chart:
     if "era" in guidance:
         how += (
             " Era run: the white line is the era profile's boundary (its model scaled to the era CPU), "
-            "the cyan line the modern reference server's (the terms the scenario cites)."
+            "the cyan line the modern reference server's (the terms the scenario cites), the magenta "
+            "line the measured popa3d + stunnel stack's (benchmarks/bench_era_daemon.py)."
         )
     if budget is not None:
         how += f" Budget: {budget:g} cores for {guidance.get('accounts', '?')} accounts."

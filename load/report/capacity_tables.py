@@ -197,6 +197,7 @@ def guidance_table(guidance: dict | None) -> str:
         sources += [
             ("era cells on this CPU", (era.get("measured_here") or {}).get("rows") or []),
             ("modern reference server", (era.get("modern") or {}).get("rows") or []),
+            ("era daemon stack (popa3d + stunnel)", (era.get("daemon") or {}).get("rows") or []),
         ]
     for source, items in (
         *sources,
@@ -260,27 +261,51 @@ def era_tables(guidance: dict) -> str:
         for c in (era.get("modern") or {}).get("comparison") or []
         if "implied_accounts" in c
     }
+    daemon = era.get("daemon") or {}
+    daemon_ratio = (daemon.get("iso_cost") or {}).get("derived_plain_over_tls") or {}
+    daemon_implied = {
+        c["policy"]: c.get("implied_accounts")
+        for c in daemon.get("comparison") or []
+        if "implied_accounts" in c
+    }
     rows = [
         ["plain/TLS budget ratio, short tier", "2.50", _fmt(ratio.get("short")),
-         _fmt(band.get("plain_over_tls_short")), _fmt(here.get("short")), _fmt(modern.get("short"))],
+         _fmt(band.get("plain_over_tls_short")), _fmt(here.get("short")), _fmt(modern.get("short")),
+         _fmt(daemon_ratio.get("short"))],
         ["plain/TLS budget ratio, long tier", "1.80", _fmt(ratio.get("long")),
-         _fmt(band.get("plain_over_tls_long")), _fmt(here.get("long")), _fmt(modern.get("long"))],
+         _fmt(band.get("plain_over_tls_long")), _fmt(here.get("long")), _fmt(modern.get("long")),
+         _fmt(daemon_ratio.get("long"))],
     ]  # fmt: skip
     for policy, value in implied.items():
         rows.append(
             [f"accounts per {guidance.get('cpu_budget_cores', 1):g} core(s) that {policy} fits exactly", "-",
              _fmt(value, 0), _fmt((band.get("implied_accounts") or {}).get(policy), 0), "-",
-             _fmt(modern_implied.get(policy), 0)]
+             _fmt(modern_implied.get(policy), 0), _fmt(daemon_implied.get(policy), 0)]
         )  # fmt: skip
     rows.append(
         ["implied accounts spread (max/min, 1 = one consistent server)", "1.00",
          _fmt(era.get("implied_accounts_spread")), _fmt(band.get("implied_accounts_spread")),
          _fmt((era.get("measured_here") or {}).get("implied_accounts_spread")),
-         _fmt((era.get("modern") or {}).get("implied_accounts_spread"))]
+         _fmt((era.get("modern") or {}).get("implied_accounts_spread")),
+         _fmt(daemon.get("implied_accounts_spread"))]
     )  # fmt: skip
     text += "<h4>Forward: the era's table against the provider's and the modern one</h4>"
-    headers = ["reading", "provider", "era", "era band (sources' ranges)", "era cells on this CPU", "modern"]
+    headers = ["reading", "provider", "era", "era band (sources' ranges)", "era cells on this CPU", "modern",
+               "era daemon stack"]  # fmt: skip
     text += table(headers, rows, 3)
+    at_load = era.get("at_provider_load") or {}
+    if at_load:
+        text += (
+            "<p>Plain/TLS budget ratio per tier at the load where the provider's plain size of that tier "
+            "exactly fits (provider: 2.50x short, 1.80x long; within ±25 % is the target):</p>"
+        )
+        load_rows = [
+            [name, _fmt(v["plain_over_tls"].get("short")), v["short"]["accounts"],
+             _fmt(v["plain_over_tls"].get("long")), v["long"]["accounts"]]
+            for name, v in at_load.items()
+        ]  # fmt: skip
+        headers = ["profile", "short tier ratio", "at accounts", "long tier ratio", "at accounts"]
+        text += table(headers, load_rows, 3)
     inv = guidance.get("inverse") or {}
     prov = inv.get("provider") or {}
     if prov:

@@ -172,7 +172,8 @@ def test_enrich_writes_era_band_inverse_and_boundaries() -> None:
     assert low < central < high
     assert high / low == pytest.approx(4.0, rel=0.2)  # the CPU band (8/2) dominates
     assert doc["inverse"]["provider"]["d_over_b_mb"] == pytest.approx(70 / 3)
-    assert set(doc["boundaries_compared"]) == {"era", "modern"}
+    assert set(doc["boundaries_compared"]) == {"era", "modern", "era_daemon"}
+    assert set(era["at_provider_load"]) == {"era", "modern", "era_daemon"}
     assert not math.isnan(doc["inverse"]["measured"]["era"]["d_over_b_mb"])
 
 
@@ -185,3 +186,20 @@ def test_server_era_table_is_validated(tmp_path: Path) -> None:
         parse_era({"fork": True}, path)
     with pytest.raises(ConfigError, match=r"era\.max_tls"):
         parse_era({"max_tls": "1.3"}, path)
+
+
+def test_daemon_profile_and_per_tier_load_readings() -> None:
+    """With the measured popa3d + stunnel terms the provider's ratios come
+    within 25 % at each tier's own load; the reference server's era cells'
+    kind of costs (TLS ~1 MB of scanning) stay near 1x."""
+    from load.capacity.era_guidance import at_provider_load, daemon_model
+
+    era = load_grid("capacity-centos5").era
+    daemon = at_provider_load(daemon_model(era), S, "mbox", 5000.0)
+    assert daemon["plain_over_tls"]["short"] == pytest.approx(2.5, rel=0.25)
+    assert daemon["plain_over_tls"]["long"] == pytest.approx(1.8, rel=0.25)
+    assert daemon["short"]["accounts"] < daemon["long"]["accounts"]  # the tiers are not one budget
+    python = at_provider_load(model(a=14.5, b_scan=1.72, d_tls=2.1), S, "mbox", 5000.0)
+    assert python["plain_over_tls"]["long"] < 1.1
+    with pytest.raises(GridError, match="daemon terms come together"):
+        load_era({"parameters": _params(daemon_b_scan_ms_per_mb=None)}, "f.toml")
