@@ -25,7 +25,8 @@ CentOS 5 era profile"):
 
 Everything else (sessions, storage, policy) is the reference server's own.
 A mailbox's ``[IN-USE]`` lock is a file lock (flock), so it holds across
-processes too.
+processes too; ``max_connections_per_ip`` is counted per child, so it limits
+nothing in this mode.
 """
 
 from __future__ import annotations
