@@ -296,6 +296,10 @@ def run_cell(grid: Grid, cell: Cell, out: Path, run_time: float, external: dict 
             size_before = _tree_bytes(run["mail_root"]) / cell.users
         else:
             run = {**external, "scan_pop3": False}
+            if grid.era is not None:  # an era daemon behind --target: offer the era suite
+                from .era import client_ciphers
+
+                run["tls_ciphers"] = client_ciphers(grid.era)
             accounts = list(scenario.accounts())
             held = mailbox_octets(run, accounts)
             # --prefill: delete cells drift, so top up before every cell (outside the CPU window).
