@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,9 +84,19 @@ def open_lab_store(lab: Lab):
     return open_store(lab.settings, fsync=False)
 
 
-def start(scenario: Scenario, directory: Path, results: Path, workers: int = 1) -> EmbeddedTarget:
-    """Prepare the lab, start its server, write ``results/prefill.json``."""
+def start(
+    scenario: Scenario,
+    directory: Path,
+    results: Path,
+    workers: int = 1,
+    configure: Callable[[Lab], None] | None = None,
+) -> EmbeddedTarget:
+    """Prepare the lab, start its server, write ``results/prefill.json``.
+    ``configure(lab)`` may change the lab before its server starts (the era
+    profile's certificate and ``[era]`` table, load/capacity/era.py)."""
     lab, events = prepare(scenario, directory, workers)
+    if configure is not None:
+        configure(lab)
     (results / "prefill.json").write_text(json.dumps(events), encoding="utf-8")
     server = start_server(lab.config_path)
     run = {

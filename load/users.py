@@ -129,6 +129,9 @@ class RunContext:
     def tls_context(self) -> ssl.SSLContext:
         if self.ssl_context is None:
             self.ssl_context = trust_context(self.run.get("cafile"), bool(self.run.get("insecure")))
+            if self.run.get("tls_ciphers"):  # an era profile's suite (load/capacity/era.py)
+                self.ssl_context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+                self.ssl_context.set_ciphers(self.run["tls_ciphers"])
         return self.ssl_context
 
 

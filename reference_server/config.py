@@ -20,6 +20,7 @@ from .storage.base import SAFE_USERNAME
 
 if TYPE_CHECKING:
     from .policy import Policy
+    from .prefork import EraSettings
 
 #: A port setting of "auto": the OS picks a free port when the listener
 #: binds (``serve`` prints it).  No race between choosing and binding.
@@ -131,6 +132,8 @@ class Settings:
     #: The login log is renamed to ``<name>.1`` (replacing an older one) when
     #: it grows past this many MB; 0 = never (docs/policy.md).
     policy_log_max_mb: float = 64.0
+    #: ``[era]``: the 2007-2010 deployment (reference_server.prefork); None = off.
+    era: EraSettings | None = None
 
 
 _SERVER_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -232,7 +235,7 @@ def load(path: str | Path) -> Settings:
 
 def parse(data: dict[str, Any], path: Path) -> Settings:
     """Validate an already-parsed TOML document (see :func:`load`)."""
-    _check_table(path, "", data, {"server": dict, "tls": dict, "accounts": dict, "policy": dict})
+    _check_table(path, "", data, {"server": dict, "tls": dict, "accounts": dict, "policy": dict, "era": dict})
     server = _check_table(path, "server", data.get("server", {}), _SERVER_KEYS)
     tls = _check_table(path, "tls", data.get("tls", {}), _TLS_KEYS)
     base = path.parent
@@ -283,6 +286,10 @@ def parse(data: dict[str, Any], path: Path) -> Settings:
     kwargs["policy"] = from_config(server.get("policy"), data.get("policy"), path, server.get("storage"))
     if kwargs["policy"] is not None:
         kwargs.setdefault("policy_log", base / "policy-log.jsonl")
+    if "era" in data:
+        from .prefork import parse_era
+
+        kwargs["era"] = parse_era(data["era"], path)
     if tls:
         if set(tls) != {"cert", "key"}:
             raise ConfigError(f"{path}: table 'tls' needs both 'cert' and 'key'")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from pop3suite.proto import responses
 
+from . import prefork
 from .accounts import Authenticator
 from .config import Settings, bind_port
 from .connection import Connection
@@ -65,6 +66,8 @@ def make_tls_context(settings: Settings) -> ssl.SSLContext | None:
     """The server TLS context: TLS 1.2 minimum, the library's strong suites."""
     if settings.tls_cert is None or settings.tls_key is None:
         return None
+    if settings.era is not None:  # the 2007-2010 deployment (reference_server.prefork)
+        return prefork.era_tls_context(settings, settings.era)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(settings.tls_cert, settings.tls_key)
@@ -134,6 +137,11 @@ class ReferenceServer:
         ]
         for name, port, tls in plan:
             if not port:
+                continue
+            if self.settings.era is not None and self.settings.era.process_per_connection:
+                forking = await prefork.start_forking(self, name, self.settings.listen, bind_port(port), tls)
+                self._servers.append(forking)  # type: ignore[arg-type]
+                self.endpoints.append(Endpoint(name, *forking.sockets[0].getsockname()[:2]))
                 continue
             server = await loop.create_server(
                 lambda name=name: self._factory(name),

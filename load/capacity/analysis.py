@@ -110,6 +110,10 @@ def analyse(grid: Grid, cells: list[dict]) -> tuple[dict | None, dict | None, Mo
     backends = sorted({c["params"]["backend"] for c in cells if usable(c)})
     caps = measured_caps(grid, cells)
     guidance = derive(model, grid.guidance, backends, grid.slo_p95_ms, caps)
+    if grid.era is not None:  # the era profile: its CPU, its key sizes, the inverse reading
+        from .era_guidance import enrich
+
+        enrich(guidance, model, grid, caps)
     return doc, guidance, model
 
 

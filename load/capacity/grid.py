@@ -82,7 +82,7 @@ class Grid:
     slo_p95_ms: float
     slo_error_rate: float
     guidance: GuidanceSettings = field(default_factory=GuidanceSettings)
-    era: dict[str, Any] | None = None  # the [era] table as written (load/capacity/era.py reads it)
+    era: Any = None  # load.capacity.era.EraProfile: the [era] table, validated by era.py
 
     def real_interval(self, cell: Cell) -> float:
         return cell.poll_interval / self.time_compression
@@ -200,6 +200,13 @@ def _cells(axes: SeriesAxes, defaults: SeriesAxes | None = None) -> tuple[Cell, 
     )
 
 
+def load_era(raw: object, where: str) -> Any:
+    """``[era]`` is validated by load.capacity.era (its own strict schema)."""
+    from .era import load_era as load
+
+    return load(raw, where)
+
+
 def load_grid(source: str | Path) -> Grid:
     """Read a capacity scenario by path or name (``capacity-quick``).
 
@@ -254,7 +261,7 @@ def load_grid(source: str | Path) -> Grid:
             behaviour=g.behaviour,
             backend=g.backend,
         ),
-        era=spec.era,
+        era=load_era(spec.era, where),
     )
     for cell in cells:
         if grid.real_interval(cell) > grid.cell_time:

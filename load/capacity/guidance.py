@@ -134,10 +134,7 @@ def compare(rows: list[dict], model: Model, s: GuidanceSettings, backend: str) -
         )
         if derived is None:
             continue
-        cost_at_provider = float(
-            cost_curve(model, np.array([prov["keep_under_mb"]]), prov["connection"], backend, s)[0]
-        )
-        implied = s.cpu_budget_cores * 60 * prov["poll_min_above"] / cost_at_provider
+        implied = implied_accounts(model, prov, s, backend)
         for field in ("keep_under_mb", "above_mb", "poll_min_above", "poll_min"):
             verdict = _verdict(field, derived[field], prov[field])
             note = f"{prov['policy']}: derived {derived[field]:g} vs {prov[field]:g}"
@@ -148,18 +145,33 @@ def compare(rows: list[dict], model: Model, s: GuidanceSettings, backend: str) -
                 )
             if field.startswith("poll"):
                 note += " (tiers are inputs: the sizes are what is derived)"
-            out.append(
-                {
-                    "connection": prov["connection"],
-                    "policy": prov["policy"],
-                    "field": field,
-                    "derived": derived[field],
-                    "provider": prov[field],
-                    "verdict": verdict,
-                    "note": note,
-                }
-            )
+            entry = {
+                "connection": prov["connection"],
+                "policy": prov["policy"],
+                "field": field,
+                "derived": derived[field],
+                "provider": prov[field],
+                "verdict": verdict,
+                "note": note,
+            }
+            if field == "keep_under_mb":
+                entry["implied_accounts"] = implied
+            out.append(entry)
     return out
+
+
+def implied_accounts(model: Model, prov: dict, s: GuidanceSettings, backend: str) -> float:
+    """Accounts for which a provider row exactly fits the budget: every
+    account at the row's keep-under size polling at its long interval uses
+    ``cpu_budget_cores``.  Rows of one consistent table imply the same count."""
+    cost = float(cost_curve(model, np.array([prov["keep_under_mb"]]), prov["connection"], backend, s)[0])
+    return s.cpu_budget_cores * 60 * prov["poll_min_above"] / cost
+
+
+def implied_spread(comparison: list[dict]) -> float | None:
+    """max/min of the provider rows' implied accounts (1.0: one consistent server)."""
+    values = [c["implied_accounts"] for c in comparison if c.get("implied_accounts")]
+    return max(values) / min(values) if values else None
 
 
 def iso_cost(rows: list[dict], backend: str, model: Model, s: GuidanceSettings) -> dict:
@@ -287,4 +299,88 @@ def render(doc: dict) -> str:
     if per_poll:
         parts = [f"{mb} MB {r:.2f}x" for mb, r in per_poll.items()]
         lines.append(f"  TLS/plain CPU per poll ({doc['backend']}): " + ", ".join(parts))
+    implied = [c for c in doc["comparison"] if "implied_accounts" in c]
+    if implied:
+        parts = [f"{c['policy']} {c['implied_accounts']:.0f}" for c in implied]
+        spread = implied_spread(doc["comparison"])
+        lines.append(
+            f"  accounts per {doc['cpu_budget_cores']:g} core(s) each provider row fits exactly: "
+            + ", ".join(parts)
+            + (f" (spread {spread:.2f}x)" if spread else "")
+        )
+    if "era" in doc:
+        lines += render_era(doc)
     return "\n".join(lines)
+
+
+def _pair(value: object, digits: int = 2) -> str:
+    if isinstance(value, list) and len(value) == 2:
+        return f"{value[0]:.{digits}f}-{value[1]:.{digits}f}"
+    return f"{value:.{digits}f}" if isinstance(value, int | float) else "n/a"
+
+
+def render_era(doc: dict) -> list[str]:
+    """The era run's extra lines: the other tables, the band, the inverse."""
+    era, lines = doc["era"], []
+    ratio = era["cpu_ratio"]
+    lines.append(
+        f"  era CPU: {ratio['central']:.2f}x this CPU's CPU time "
+        f"(band {ratio['low']:.2f}-{ratio['high']:.2f}); "
+        "handshake CPU here: "
+        + ", ".join(f"RSA-{b} {ms:.2f} ms" for b, ms in era["handshake_cpu_ms_here"].items())
+    )
+    tables = [("era cells on this CPU", "measured_here"), ("modern reference server", "modern")]
+    if "daemon" in era:
+        tables.append(("era daemon stack", "daemon"))
+    for label, key in tables:
+        table = era[key]
+        for r in table["rows"]:
+            lines.append(
+                f"  {label:<24}{r['connection']:<7}keep under {r['keep_under_mb']:>7.1f} MB, "
+                f"if above {r['above_mb']:>6.1f} MB poll >= {r['poll_min_above']:g} min"
+            )
+        ratios = table["iso_cost"].get("derived_plain_over_tls") or {}
+        lines.append(
+            f"  {label:<24}plain/TLS {_pair(ratios.get('short'))}x / {_pair(ratios.get('long'))}x; "
+            "implied accounts "
+            + ", ".join(
+                f"{c['policy']} {c['implied_accounts']:.0f}"
+                for c in table["comparison"]
+                if "implied_accounts" in c
+            )
+        )
+    band = era["band"]
+    lines.append(
+        f"  era band (CPU ratio x RSA key size): plain/TLS {_pair(band.get('plain_over_tls_short'))}x short, "
+        f"{_pair(band.get('plain_over_tls_long'))}x long; implied-accounts spread "
+        f"{_pair(band.get('implied_accounts_spread'))}x"
+    )
+    at_load = era.get("at_provider_load") or {}
+    if at_load:
+        lines.append(
+            "  plain/TLS per tier at the load where the provider's plain size of that tier fits "
+            "(provider 2.50x / 1.80x):"
+        )
+        for name, v in at_load.items():
+            r = v["plain_over_tls"]
+            lines.append(
+                f"    {name:<16}{_pair(r.get('short'))}x at {v['short']['accounts']} accounts / "
+                f"{_pair(r.get('long'))}x at {v['long']['accounts']} accounts"
+            )
+    inverse = doc.get("inverse") or {}
+    prov = inverse.get("provider") or {}
+    if prov:
+        lines.append(
+            f"  inverse: the provider's table implies d/b = {prov['d_over_b_mb']:.1f} MB of scanning "
+            "per TLS poll "
+            f"and e/b = {prov['e_over_b']:.2f}; measured:"
+        )
+        for name, m in inverse["measured"].items():
+            gap = inverse["gap"][name]
+            need = gap.get("d_factor_needed")
+            lines.append(
+                f"    {name:<16}d {m['d_tls_ms']:.2f} ms, b {m['b_scan_ms_per_mb']:.2f} ms/MB, "
+                f"e {m['e_tls_ms_per_mb']:.3f} ms/MB: d/b {_pair(m.get('d_over_b_mb'), 1)} MB, "
+                f"e/b {_pair(m.get('e_over_b'))}" + (f"; d/b would have to grow {need:.1f}x" if need else "")
+            )
+    return lines

@@ -204,6 +204,39 @@ def cpu_figures(cpu: float, polls: int, run_time: float, pid: int) -> dict:
     }
 
 
+def start_era_target(grid: Grid, scenario, lab_dir: Path, cell_dir: Path):
+    """The cell's embedded server as the era ran it (load/capacity/era.py):
+    an RSA certificate, ``[era]`` in its config, AES-NI off in its
+    environment; the Locust clients offer the era suite."""
+    from load import labsetup
+
+    from .era import client_ciphers, write_rsa_certificate
+
+    era = grid.era
+
+    def configure(lab) -> None:
+        cert, key = write_rsa_certificate(lab_dir / "era-tls", int(era["rsa_bits"]))
+        shutil.copyfile(cert, lab.settings.tls_cert)
+        shutil.copyfile(key, lab.settings.tls_key)
+        shutil.copyfile(cert, lab.ca_file)  # self-signed: the client trusts it directly
+        with open(lab.config_path, "a", encoding="utf-8") as handle:
+            handle.write(era.server_config())
+
+    saved = {k: os.environ.get(k) for k in era.server_environment()}
+    os.environ.update(era.server_environment())  # read by the server process at start-up only
+    try:
+        target = labsetup.start(scenario, lab_dir, cell_dir, configure=configure)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    target.run["tls_ciphers"] = client_ciphers(era)
+    target.run["era"] = True
+    return target
+
+
 def measure(cell_dir: Path, cell: Cell, real_interval: float, run_time: float) -> dict:
     """The cell's ``measured`` block from its steps.json (no CPU yet)."""
     steps_file = cell_dir / "steps.json"
@@ -275,11 +308,18 @@ def run_cell(grid: Grid, cell: Cell, out: Path, run_time: float, external: dict 
     try:
         if external is None:
             lab_dir = Path(tempfile.mkdtemp(prefix="pop3suite-capacity-"))
-            target = labsetup.start(scenario, lab_dir / "lab", cell_dir)
+            if grid.era is None:
+                target = labsetup.start(scenario, lab_dir / "lab", cell_dir)
+            else:
+                target = start_era_target(grid, scenario, lab_dir / "lab", cell_dir)
             run = target.run
             size_before = _tree_bytes(run["mail_root"]) / cell.users
         else:
             run = {**external, "scan_pop3": False}
+            if grid.era is not None:  # an era daemon behind --target: offer the era suite
+                from .era import client_ciphers
+
+                run["tls_ciphers"] = client_ciphers(grid.era)
             accounts = list(scenario.accounts())
             held = mailbox_octets(run, accounts)
             # --prefill: delete cells drift, so top up before every cell (outside the CPU window).

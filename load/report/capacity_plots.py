@@ -142,10 +142,28 @@ def _annotate(ax, grid: np.ndarray, budget: float | None, vmax: float) -> None:
 
 
 def _boundaries(ax, guidance: dict, connection: str, derived: list, sizes: list, intervals: list) -> None:
+    era = "era" in guidance  # an era run: the derived boundary is the era's (load/capacity/era_guidance.py)
     if derived:
         b_sizes = _index_coords([float(p[0]) for p in derived], sizes)
         b_intervals = _index_coords([float(p[1]) for p in derived], intervals)
-        ax.plot(b_intervals, b_sizes, color="white", marker="o", linewidth=2.5, label="derived boundary")
+        label = "era boundary (derived)" if era else "derived boundary"
+        ax.plot(b_intervals, b_sizes, color="white", marker="o", linewidth=2.5, label=label)
+    compared = guidance.get("boundaries_compared") or {}
+    for key, color, marker, label in (
+        ("modern", "cyan", "s", "modern boundary"),
+        ("era_daemon", "magenta", "^", "era daemon stack boundary"),
+    ):
+        line = (compared.get(key) or {}).get(connection) or []
+        if line:
+            ax.plot(
+                _index_coords([float(p[1]) for p in line], intervals),
+                _index_coords([float(p[0]) for p in line], sizes),
+                color=color,
+                marker=marker,
+                linestyle="--",
+                linewidth=2,
+                label=label,
+            )
     styles = iter(("--", ":", "-."))
     for policy, points in provider_boundaries(guidance.get("provider") or [], connection, sizes):
         ax.plot(
@@ -201,6 +219,12 @@ def heatmap_chart(data: CapacityData, name: str = "load_heatmap") -> Chart:
         "shortest safe poll interval per size (left of it is over budget); the orange lines are the "
         "provider's published table, one per named policy. Cells framed in red exceed the CPU budget."
     )
+    if "era" in guidance:
+        how += (
+            " Era run: the white line is the era profile's boundary (its model scaled to the era CPU), "
+            "the cyan line the modern reference server's (the terms the scenario cites), the magenta "
+            "line the measured popa3d + stunnel stack's (benchmarks/bench_era_daemon.py)."
+        )
     if budget is not None:
         how += f" Budget: {budget:g} cores for {guidance.get('accounts', '?')} accounts."
     return Chart(name, title, how, figure)

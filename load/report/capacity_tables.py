@@ -196,8 +196,16 @@ def guidance_table(guidance: dict | None) -> str:
         "policy",
     ]
     rows = []
+    era = guidance.get("era") or {}
+    sources = [("era (derived)" if era else "derived", guidance.get("rows") or [])]
+    if era:
+        sources += [
+            ("era cells on this CPU", (era.get("measured_here") or {}).get("rows") or []),
+            ("modern reference server", (era.get("modern") or {}).get("rows") or []),
+            ("era daemon stack (popa3d + stunnel)", (era.get("daemon") or {}).get("rows") or []),
+        ]
     for source, items in (
-        ("derived", guidance.get("rows") or []),
+        *sources,
         ("provider", guidance.get("provider") or []),
     ):
         for row in items:
@@ -221,6 +229,114 @@ def guidance_table(guidance: dict | None) -> str:
         ]
         headers = ["connection", "provider policy", "field", "derived", "provider", "verdict", "note"]
         text += table(headers, cmp_rows, 3)
+    if era:
+        text += era_tables(guidance)
+    return text
+
+
+def _fmt(value: object, digits: int = 2) -> str:
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int | float) for v in value):
+        return f"{value[0]:.{digits}f} - {value[1]:.{digits}f}"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return "n/a" if value is None else str(value)
+
+
+def era_tables(guidance: dict) -> str:
+    """The era profile (load/capacity/era_guidance.py): its parameters with
+    their sources, the plain/TLS ratios and implied accounts of the era, the
+    modern server and the provider, the band, and the inverse reading."""
+    era = guidance["era"]
+    text = "<h4>Era profile: parameters and their sources</h4>"
+    text += f"<p>{esc(era.get('description', ''))}</p>"
+    params = [[p["name"], p["value"], p["unit"], p["source"]] for p in era.get("parameters") or []]
+    text += table(["parameter", "value", "unit", "source"], params, 3)
+    iso = guidance.get("iso_cost") or {}
+    ratio = iso.get("derived_plain_over_tls") or {}
+    modern = (era.get("modern") or {}).get("iso_cost", {}).get("derived_plain_over_tls") or {}
+    here = (era.get("measured_here") or {}).get("iso_cost", {}).get("derived_plain_over_tls") or {}
+    band = era.get("band") or {}
+    implied = {
+        c["policy"]: c.get("implied_accounts")
+        for c in guidance.get("comparison") or []
+        if "implied_accounts" in c
+    }
+    modern_implied = {
+        c["policy"]: c.get("implied_accounts")
+        for c in (era.get("modern") or {}).get("comparison") or []
+        if "implied_accounts" in c
+    }
+    daemon = era.get("daemon") or {}
+    daemon_ratio = (daemon.get("iso_cost") or {}).get("derived_plain_over_tls") or {}
+    daemon_implied = {
+        c["policy"]: c.get("implied_accounts")
+        for c in daemon.get("comparison") or []
+        if "implied_accounts" in c
+    }
+    rows = [
+        ["plain/TLS budget ratio, short tier", "2.50", _fmt(ratio.get("short")),
+         _fmt(band.get("plain_over_tls_short")), _fmt(here.get("short")), _fmt(modern.get("short")),
+         _fmt(daemon_ratio.get("short"))],
+        ["plain/TLS budget ratio, long tier", "1.80", _fmt(ratio.get("long")),
+         _fmt(band.get("plain_over_tls_long")), _fmt(here.get("long")), _fmt(modern.get("long")),
+         _fmt(daemon_ratio.get("long"))],
+    ]  # fmt: skip
+    for policy, value in implied.items():
+        rows.append(
+            [f"accounts per {guidance.get('cpu_budget_cores', 1):g} core(s) that {policy} fits exactly", "-",
+             _fmt(value, 0), _fmt((band.get("implied_accounts") or {}).get(policy), 0), "-",
+             _fmt(modern_implied.get(policy), 0), _fmt(daemon_implied.get(policy), 0)]
+        )  # fmt: skip
+    rows.append(
+        ["implied accounts spread (max/min, 1 = one consistent server)", "1.00",
+         _fmt(era.get("implied_accounts_spread")), _fmt(band.get("implied_accounts_spread")),
+         _fmt((era.get("measured_here") or {}).get("implied_accounts_spread")),
+         _fmt((era.get("modern") or {}).get("implied_accounts_spread")),
+         _fmt(daemon.get("implied_accounts_spread"))]
+    )  # fmt: skip
+    text += "<h4>Forward: the era's table against the provider's and the modern one</h4>"
+    headers = ["reading", "provider", "era", "era band (sources' ranges)", "era cells on this CPU", "modern",
+               "era daemon stack"]  # fmt: skip
+    text += table(headers, rows, 3)
+    at_load = era.get("at_provider_load") or {}
+    if at_load:
+        text += (
+            "<p>Plain/TLS budget ratio per tier at the load where the provider's plain size of that tier "
+            "exactly fits (provider: 2.50x short, 1.80x long; within ±25 % is the target):</p>"
+        )
+        load_rows = [
+            [name, _fmt(v["plain_over_tls"].get("short")), v["short"]["accounts"],
+             _fmt(v["plain_over_tls"].get("long")), v["long"]["accounts"]]
+            for name, v in at_load.items()
+        ]  # fmt: skip
+        headers = ["profile", "short tier ratio", "at accounts", "long tier ratio", "at accounts"]
+        text += table(headers, load_rows, 3)
+    inv = guidance.get("inverse") or {}
+    prov = inv.get("provider") or {}
+    if prov:
+        text += "<h4>Inverse: the cost terms the provider's table implies</h4>"
+        text += f"<p>{esc(prov.get('note', ''))}</p>"
+        inv_rows = [
+            [
+                "provider (implied)",
+                "-",
+                "-",
+                "-",
+                _fmt(prov.get("d_over_b_mb"), 1),
+                _fmt(prov.get("e_over_b")),
+                "-",
+            ]
+        ]
+        gap = inv.get("gap") or {}
+        for name, m in (inv.get("measured") or {}).items():
+            inv_rows.append(
+                [name, _fmt(m.get("d_tls_ms")), _fmt(m.get("b_scan_ms_per_mb")),
+                 _fmt(m.get("e_tls_ms_per_mb")), _fmt(m.get("d_over_b_mb"), 1), _fmt(m.get("e_over_b")),
+                 _fmt((gap.get(name) or {}).get("d_factor_needed"), 1)]
+            )  # fmt: skip
+        headers = ["profile", "TLS per poll d (ms)", "scan per MB b (ms)", "TLS per mailbox MB e (ms)",
+                   "d/b (MB of scanning)", "e/b", "d/b would have to grow x"]  # fmt: skip
+        text += table(headers, inv_rows, 3)
     return text
 
 
