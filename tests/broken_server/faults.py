@@ -145,6 +145,7 @@ def _any_password() -> None:
     "AUTHORIZATION",
     "QUIT between USER and PASS closes the connection without the +OK reply.",
     "rfc1939/4/quit[after-user]",
+    "rfc2449/4/command-255-octets",
 )
 def _quit_after_user_silent() -> None:
     original = _original("QUIT")
@@ -381,6 +382,8 @@ def _err_lines_bare_lf() -> None:
     "framing",
     "RETR ends the message by closing the connection instead of sending '.' CRLF.",
     "rfc1939/5/retr-byte-exact[plus-ok]",
+    "rfc1939/5/retr-byte-exact[dot-lines]",
+    "rfc1939/5/list-exact-size[dot-lines]",
 )
 def _body_without_terminator() -> None:
     parts.BrokenSession.drop_terminator = True
@@ -593,6 +596,7 @@ def _apop_fixed_timestamp() -> None:
     "apop-without-timestamp",
     "APOP",
     "APOP is accepted, but the greeting carries no timestamp (the digest is over the secret alone).",
+    "rfc1939/7/apop-needs-timestamp",
 )
 def _apop_without_timestamp() -> None:
     parts.use_context().no_timestamp = True

@@ -78,6 +78,7 @@ def start(fault: str, directory: Path, timeout: float = 30.0) -> ServerProcess:
         fsync=False,
     )
     lab = create_lab(directory, options)
+    seed_fixtures(lab.settings.mail_root / "alice")
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.broken_server", "--fault", fault, "--config", str(lab.config_path)],
         cwd=REPO,
@@ -87,6 +88,18 @@ def start(fault: str, directory: Path, timeout: float = 30.0) -> ServerProcess:
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     return _wait_ready(process, timeout)
+
+
+def seed_fixtures(maildir: Path) -> None:
+    """The suite's fixture messages (not the 1 MB / 10 MB ones) in alice's
+    Maildir, as every full run has them: a run limited to a few cases may
+    not include one that seeds them (the ``mailbox`` fixture tops up what
+    is missing when a case needs it)."""
+    from conformance.fixtures import all_fixtures
+    from conformance.mailbox import Seeder
+
+    for fixture in all_fixtures(include_big=False).values():
+        Seeder._to_maildir(maildir, fixture.data)
 
 
 def _wait_ready(process: subprocess.Popen[str], timeout: float) -> ServerProcess:
