@@ -84,6 +84,8 @@ def test_fault_is_caught(runs, name):
         assert run.outcomes[case_id] == wanted, (
             f"{name}: {case_id} is {run.outcomes[case_id]}, expected {wanted}:\n{run.output[-3000:]}"
         )
+    errored = sorted(case_id for case_id, outcome in run.outcomes.items() if outcome == "ERROR")
+    assert not errored, f"{name}: cases that could not judge: {errored}:\n{run.output[-3000:]}"
     assert run.returncode != 0 or all(levels[c] == "SHOULD" for c in fault.catches), run.output[-3000:]
 
 
@@ -92,7 +94,7 @@ def test_clean_server_passes_every_catching_case(runs):
     assert not isinstance(run, str), run
     missing = [case_id for case_id in ALL_CASES if case_id not in run.outcomes]
     assert not missing, f"cases that did not run against the clean server: {missing}"
-    bad = {case_id: run.outcomes[case_id] for case_id in ALL_CASES if run.outcomes[case_id] not in CLEAN}
+    bad = {case_id: outcome for case_id, outcome in run.outcomes.items() if outcome not in CLEAN}
     assert not bad, f"the clean server is graded {bad}:\n{run.output[-3000:]}"
     assert run.returncode == 0, run.output[-3000:]
     assert {case_id: run.outcomes[case_id] for case_id in NEW_CASES} == dict.fromkeys(NEW_CASES, "OK")
