@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.broken_server.faults import AREAS, FAULTS
+from tests.broken_server.faults import FAULTS
 from tests.broken_server.launch import CheckRun, broken_lab, run_check
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -63,13 +63,6 @@ def runs() -> dict[str, CheckRun | str]:
     with ThreadPoolExecutor(PARALLEL) as pool:
         futures = {name: pool.submit(_check, name, ids) for name, ids in jobs.items()}
         return {name: future.result() for name, future in futures.items()}
-
-
-def test_registry_has_thirty_faults_over_every_area():
-    assert len(FAULTS) >= 30
-    assert {fault.area for fault in FAULTS.values()} == set(AREAS)
-    uncaught = [name for name, fault in FAULTS.items() if not fault.catches]
-    assert not uncaught, f"faults no case is expected to catch: {uncaught}"
 
 
 @pytest.mark.parametrize("name", sorted(FAULTS))
