@@ -24,7 +24,7 @@ import pop3suite.proto.server as core_module
 import reference_server.server as server_module
 import reference_server.session as session_module
 from pop3suite.proto import MessageInfo, Send, ServerSession, State, responses
-from pop3suite.proto.errors import AuthFailed, MailboxInUse, Pop3Error
+from pop3suite.proto.errors import MailboxInUse, Pop3Error
 from pop3suite.proto.framing import LineBuffer, LineTooLongMarker
 from pop3suite.proto.server import Action, Authenticate, CommandSpec
 from reference_server import passwords
@@ -442,12 +442,12 @@ class BrokenServer(ReferenceServer):
             settings = dataclasses.replace(settings, idle_timeout=settings.idle_timeout * self.idle_factor)
         super().__init__(settings, store)
         if self.no_lock:
-            _unlock(self.store)
+            _open_maildirs_unlocked()
 
 
-def _unlock(store: Any) -> None:
-    """Open maildrops without taking the session lock (both backends use
-    ``storage.base.lock_session``; a fresh descriptor per session replaces it)."""
+def _open_maildirs_unlocked() -> None:
+    """Maildir maildrops open without the session lock: a descriptor of a
+    file nobody locks stands in for the flocked one (the lab is Maildir)."""
     import reference_server.storage.maildir as maildir_module
 
     def no_lock(directory: str, user: str) -> int:
@@ -457,8 +457,3 @@ def _unlock(store: Any) -> None:
             raise StorageError(str(error)) from error
 
     maildir_module.lock_session = no_lock  # type: ignore[assignment]
-    del store
-
-
-# AuthFailed is the error the strip/broken-code faults act on.
-__all__ = ["AuthFailed", "BrokenCore", "BrokenSession", "override_command"]
