@@ -242,7 +242,10 @@ def load(path: str | Path) -> Settings:
 def parse(data: dict[str, Any], path: Path) -> Settings:
     """Validate an already-parsed TOML document (see :func:`load`)."""
     _check_table(
-        path, "", data, {"server": dict, "tls": dict, "accounts": dict, "policy": dict, "log": dict, "metrics": dict}
+        path,
+        "",
+        data,
+        {"server": dict, "tls": dict, "accounts": dict, "policy": dict, "log": dict, "metrics": dict},
     )
     server = _check_table(path, "server", data.get("server", {}), _SERVER_KEYS)
     tls = _check_table(path, "tls", data.get("tls", {}), _TLS_KEYS)
@@ -349,7 +352,9 @@ def _operations(path: Path, data: dict[str, Any]) -> dict[str, Any]:
     for key, known in (("level", LOG_LEVELS), ("format", LOG_FORMATS)):
         if key in log:
             if log[key] not in known:
-                raise ConfigError(f"{path}: key 'log.{key}': expected one of {', '.join(known)}, got {log[key]!r}")
+                raise ConfigError(
+                    f"{path}: key 'log.{key}': expected one of {', '.join(known)}, got {log[key]!r}"
+                )
             fields[f"log_{key}"] = log[key]
     if "port" in metrics:
         port = metrics["port"]

@@ -22,7 +22,24 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 #: or an UPDATE): buckets from 50 µs to 10 s.
 COMMAND_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                    0.5, 1.0, 2.5, 5.0, 10.0)  # fmt: skip
-STORAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+STORAGE_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
 
 
 class ServerMetrics:
@@ -37,10 +54,15 @@ class ServerMetrics:
             "pop3suite_sessions", "POP3 sessions ended", ["listener", "tls", "outcome"], registry=registry
         )
         self.logins = Counter(
-            "pop3suite_logins", "POP3 login attempts by method and result", ["method", "result"], registry=registry
+            "pop3suite_logins",
+            "POP3 login attempts by method and result",
+            ["method", "result"],
+            registry=registry,
         )
         self.login_delay_refusals = Counter(
-            "pop3suite_login_delay_refusals", "logins refused by LOGIN-DELAY (RFC 2449 §6.5)", registry=registry
+            "pop3suite_login_delay_refusals",
+            "logins refused by LOGIN-DELAY (RFC 2449 §6.5)",
+            registry=registry,
         )
         self.commands = Histogram(
             "pop3suite_command_seconds",

@@ -18,9 +18,11 @@ from dataclasses import dataclass
 
 from pop3suite.proto import responses
 
+from . import eventlog
 from .accounts import Authenticator
 from .config import Settings, bind_port
 from .connection import Connection
+from .metrics import ServerMetrics
 from .relay import RelayWindow
 from .session import Pop3Session, ServerContext
 from .smtp import SmtpService
@@ -78,14 +80,23 @@ class ReferenceServer:
     ``async with ReferenceServer(settings) as server``.
     """
 
-    def __init__(self, settings: Settings, store: MailStore | None = None) -> None:
+    def __init__(
+        self, settings: Settings, store: MailStore | None = None, metrics: bool | None = None
+    ) -> None:
         self.settings = settings
         self.store = store or open_store(settings)
+        # Metrics are kept when the endpoint is configured, or asked for
+        # (tests read them from the registry without an HTTP port).
+        want_metrics = bool(settings.metrics_port) if metrics is None else metrics
+        self.metrics = ServerMetrics() if want_metrics else None
+        #: The bound /metrics port, once started (None: no endpoint).
+        self.metrics_port: int | None = None
         self.context = ServerContext(
             settings=settings,
             store=self.store,
             authenticator=Authenticator(settings.accounts),
             tls_context=make_tls_context(settings),
+            metrics=self.metrics,
         )
         self.endpoints: list[Endpoint] = []
         self._servers: list[asyncio.Server] = []
@@ -95,7 +106,17 @@ class ReferenceServer:
         # open the window; tests may replace ``relay.clock``.
         self.relay = RelayWindow(settings.relay_window)
         self.context.login_hooks.append(self.relay.login_hook(settings.relay_open_listeners))
+        if self.metrics is not None and settings.relay_window > 0:
+            opening = frozenset(settings.relay_open_listeners)
+            windows = self.metrics.relay_windows
+
+            def count_window(account: str, address: str, listener: str, tls_active: bool) -> None:
+                if listener in opening:
+                    windows.inc()
+
+            self.context.login_hooks.append(count_window)
         self.smtp = SmtpService(settings, self.store, self.relay, self.context.tls_context)
+        self.smtp.metrics = self.metrics
 
     def _factory(self, listener: str) -> Connection:
         def handler(conn: Connection) -> asyncio.Future[None]:
@@ -109,7 +130,14 @@ class ReferenceServer:
         if limit and self._per_address.get(address, 0) >= limit:
             # Graceful refusal (security-probes.md D3): one -ERR line, then
             # close; sessions already open from this address are untouched.
-            log.info("%s: refused, %d connections from this address already", address, limit)
+            eventlog.emit(
+                log,
+                logging.INFO,
+                "connection_refused",
+                {"address": address, "listener": listener, "open": limit},
+            )
+            if self.metrics is not None:
+                self.metrics.refused_per_address.inc()
             conn.write(responses.err("Too many connections from your address.", "SYS/TEMP"))
             return
         self._per_address[address] = self._per_address.get(address, 0) + 1
@@ -149,6 +177,10 @@ class ReferenceServer:
             self.endpoints.append(Endpoint(name, bound[0], bound[1]))
         for name, host, port in await self.smtp.start():
             self.endpoints.append(Endpoint(name, host, port))
+        if self.metrics is not None and self.settings.metrics_port:
+            host = self.settings.metrics_listen
+            self.metrics_port = self.metrics.serve(host, bind_port(self.settings.metrics_port))
+            self.endpoints.append(Endpoint("metrics", host, self.metrics_port))
         return self.endpoints
 
     async def stop(self) -> None:
@@ -163,6 +195,8 @@ class ReferenceServer:
             await server.wait_closed()
         self._servers.clear()
         await self.smtp.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
 
     async def __aenter__(self) -> ReferenceServer:
         await self.start()
