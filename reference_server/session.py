@@ -287,7 +287,7 @@ class Pop3Session:
             if action is not None:  # the previous command is answered
                 self.commands += 1
                 if metrics is not None:
-                    metrics.command(core.last_command).observe(clock() - started)
+                    metrics.commands.observe(core.last_command, clock() - started)
             if metrics is not None:
                 started = clock()
             action = core.next_action()
@@ -326,7 +326,7 @@ class Pop3Session:
         """Count the command that ends the session (the loop does not come back)."""
         self.commands += 1
         if metrics is not None:
-            metrics.command(self.core.last_command).observe(time.perf_counter() - started)
+            metrics.commands.observe(self.core.last_command, time.perf_counter() - started)
 
     async def _login(self, request: Authenticate) -> bytes:
         loop = asyncio.get_running_loop()
