@@ -36,7 +36,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def serve(config: Path, *flags: str) -> tuple[subprocess.Popen, int]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pop3suite", "serve", "--config", str(config), "--log-level", "warning", *flags],
+        [
+            sys.executable,
+            "-m",
+            "pop3suite",
+            "serve",
+            "--config",
+            str(config),
+            "--log-level",
+            "warning",
+            *flags,
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -111,7 +121,9 @@ def main() -> int:
         for i in range(20):
             store.deliver("alice", b"Subject: %d\r\n\r\n" % i + body * (2**20 // len(body)))
         servers = {"off": serve(lab.config_path), "on": serve(lab.config_path, "--metrics-port", "auto")}
-        figures: dict[str, dict[str, list[float]]] = {mode: {"stat": [], "retr": [], "sessions": []} for mode in servers}
+        figures: dict[str, dict[str, list[float]]] = {
+            mode: {"stat": [], "retr": [], "sessions": []} for mode in servers
+        }
         try:
             for _ in range(args.rounds):
                 for mode, (_, port) in servers.items():
