@@ -150,10 +150,12 @@ def main() -> int:
     print(f"canary during: {len(latencies)} sessions, {failures} failed, median "
           f"{statistics.median(latencies) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms")  # fmt: skip
     print(
-        f"canary after: {after * 1000:.1f} ms; server up: {alive}; RSS {rss_mb:.0f} MB; CPU {cpu:.0f}% of a core"
+        f"canary after: {after * 1000:.1f} ms; server up: {alive}; "
+        f"RSS {rss_mb:.0f} MB; CPU {cpu:.0f}% of a core"
     )
     print(
-        f"second wave from one address: {refusals}/20 refused with -ERR [SYS/TEMP] (metric {refused_metric:.0f})"
+        f"second wave from one address: {refusals}/20 refused with -ERR [SYS/TEMP] "
+        f"(metric {refused_metric:.0f})"
     )
     return 0 if alive and not failures else 1
 
