@@ -75,7 +75,6 @@ def open_flood(port: int, count: int, sources: int) -> tuple[list[socket.socket]
 def canary(port: int) -> float:
     started = time.perf_counter()
     with Pop3Client("127.0.0.1", port, timeout=10, transcript=False) as pop:
-        pop.connect()
         pop.login("alice", PASSWORD)
         pop.stat()
         pop.retr(1)

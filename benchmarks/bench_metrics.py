@@ -81,7 +81,6 @@ def stat_rate(port: int, total: int = 20_000, batch: int = 500) -> float:
 
 def retr_rate(port: int) -> float:
     with Pop3Client("127.0.0.1", port, timeout=30) as pop:
-        pop.connect()
         pop.login("alice", PASSWORD)
         count, size = pop.stat()
         started = time.perf_counter()
@@ -96,7 +95,6 @@ def session_rate(port: int, sessions: int = 300) -> float:
     started = time.perf_counter()
     for _ in range(sessions):
         with Pop3Client("127.0.0.1", port) as pop:
-            pop.connect()
             pop.login("bob", PASSWORD)
             pop.stat()
             pop.quit()

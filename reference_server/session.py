@@ -298,6 +298,7 @@ class Pop3Session:
                 async with asyncio.timeout(self._read_timeout(deadline)):
                     data = await conn.read()
                 if not data:
+                    self.close_reason = "disconnect"
                     return  # EOF before QUIT: nothing is removed
                 self.octets_in += len(data)
                 core.receive_data(data)

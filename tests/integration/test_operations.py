@@ -93,13 +93,11 @@ def test_json_records_for_a_session_and_failed_logins_without_secrets(served: Se
     open_store(lab.settings, fsync=False).deliver("alice", b"Subject: hi\r\n\r\nhello\r\n")
     secrets = [PASSWORD, "wrong horse battery"]
     with Pop3Client("127.0.0.1", served.ports["pop3s"], tls="implicit", ssl_context=_trust(lab)) as pop:
-        pop.connect()
         pop.login("alice", PASSWORD)
         pop.retr(1)
         pop.dele(1)
         pop.quit()
     with Pop3Client("127.0.0.1", served.ports["pop3"]) as pop:
-        pop.connect()
         pop.user("bob")
         assert not pop.pass_("wrong horse battery", check=False).ok
         token = base64.b64encode(b"\0carol\0wrong horse battery").decode()
@@ -137,7 +135,6 @@ def test_metrics_endpoint_serves_the_pop3suite_families(served: Served, lab: Lab
     and the counters move with a session: a login, a command histogram, the
     octets sent."""
     with Pop3Client("127.0.0.1", served.ports["pop3"]) as pop:
-        pop.connect()
         pop.login("alice", PASSWORD)
         pop.stat()
         pop.quit()
@@ -182,7 +179,6 @@ def test_fail2ban_filter_matches_real_failed_login_lines(lab: Lab) -> None:
     for fmt in ("text", "json"):
         server = Served(lab, "--log-format", fmt)
         with Pop3Client("127.0.0.1", server.ports["pop3"]) as pop:
-            pop.connect()
             forged = base64.b64encode(b'\0x" address=203.0.113.9 user="y\0wrong').decode()
             assert not pop.command(f"AUTH PLAIN {forged}", check=False).ok
             pop.user("alice")
@@ -225,3 +221,20 @@ def test_bad_metrics_port_flag(lab: Lab) -> None:
         result.stderr.strip()
         == "pop3suite: error: --metrics-port: expected a port 0-65535 (0 = off) or \"auto\", got 'http'"
     )
+
+
+def test_verbose_logs_every_session_in_text(lab: Lab) -> None:
+    """``serve -v`` (the issue: it logged nothing) writes a text session-end
+    record for a successful session and a bad-command session."""
+    server = Served(lab, "-v")
+    with Pop3Client("127.0.0.1", server.ports["pop3"]) as pop:
+        pop.login("alice", PASSWORD)
+        pop.quit()
+    with Pop3Client("127.0.0.1", server.ports["pop3"]) as pop:
+        assert not pop.command("BOGUS", check=False).ok
+        pop.quit()
+    log = server.stop()
+    ends = [line for line in log.splitlines() if "INFO pop3suite.server: session end:" in line]
+    assert len(ends) == 2, log
+    assert 'user="alice" method=USER outcome=committed close=quit' in ends[0]
+    assert "outcome=no-login close=quit commands=2" in ends[1]
