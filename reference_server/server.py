@@ -194,9 +194,20 @@ class ReferenceServer:
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
+        await self._finish_storage_work()
         await self.smtp.stop()
         if self.metrics is not None:
             self.metrics.stop()
+
+    async def _finish_storage_work(self, patience: float = 120.0) -> None:
+        """Let storage work of ended sessions finish (an mbox rewrite is not
+        cut short) and their maildrops close, so every lock is released
+        before stop() returns.  ``patience`` bounds it (the mbox write-lock
+        wait is 60 s)."""
+        work = set(self.context.storage_work)
+        if work:
+            await asyncio.wait(work, timeout=patience)
+        await asyncio.sleep(0)  # run the done callbacks that close maildrops
 
     async def __aenter__(self) -> ReferenceServer:
         await self.start()

@@ -81,6 +81,8 @@ class ServerContext:
     logins: LoginTracker | None = None
     #: Prometheus families (None: ``serve`` without a metrics port).
     metrics: ServerMetrics | None = None
+    #: Storage work running in worker threads; the server's stop waits for it.
+    storage_work: set[asyncio.Future] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         if self.logins is None and (self.settings.policy or self.settings.policy_log):
@@ -250,14 +252,24 @@ class Pop3Session:
         }
         eventlog.emit(log, logging.INFO, "login_failed", fields)
 
-    async def _off_loop(self, function: Callable, *args: object) -> object:
+    async def _off_loop(
+        self, function: Callable, *args: object, abandoned: Callable[[object], None] | None = None
+    ) -> object:
         """Run storage work in a worker thread; a cancelled session does not
-        cut it short (see :meth:`_release_maildrop`)."""
-        self._storage = asyncio.ensure_future(asyncio.to_thread(function, *args))
+        cut it short (see :meth:`_release_maildrop`).  ``abandoned`` gets the
+        result the cancelled session will never see (a maildrop opened for
+        it, whose lock must still be released)."""
+        storage = self._storage = asyncio.ensure_future(asyncio.to_thread(function, *args))
+        self.ctx.storage_work.add(storage)
+        storage.add_done_callback(self.ctx.storage_work.discard)
         try:
-            return await asyncio.shield(self._storage)
+            return await asyncio.shield(storage)
+        except asyncio.CancelledError:
+            if abandoned is not None:
+                storage.add_done_callback(lambda done: _hand_over(done, abandoned))
+            raise
         finally:
-            if self._storage.done():
+            if storage.done():
                 self._storage = None
 
     async def _drain(self) -> None:
@@ -361,7 +373,11 @@ class Pop3Session:
             if cheap is not None and cheap(account):
                 self.maildrop = self.ctx.store.open_maildrop(account)
             else:
-                self.maildrop = await self._off_loop(self.ctx.store.open_maildrop, account)  # type: ignore[assignment]
+                self.maildrop = await self._off_loop(  # type: ignore[assignment]
+                    self.ctx.store.open_maildrop,
+                    account,
+                    abandoned=lambda drop: drop.close(),  # type: ignore[attr-defined]
+                )
         except MaildropLocked:
             self._login_failed(request, "in-use")
             return self.core.reject_login(MailboxInUse())
@@ -478,3 +494,9 @@ class Pop3Session:
             metrics.update.observe(time.perf_counter() - started)
             metrics.messages_deleted.inc(self.deleted)
         return self.core.update_finished()
+
+
+def _hand_over(done: asyncio.Future, receiver: Callable[[object], None]) -> None:
+    """Give a finished worker's result to ``receiver`` (nothing if it failed)."""
+    if not done.cancelled() and done.exception() is None:
+        receiver(done.result())
