@@ -7,11 +7,10 @@ only bounded values (listener names, TLS yes/no, outcomes, POP3 keywords or
 ``UNKNOWN``), never a user name or an address.
 
 The hot path is one observation per command.  prometheus_client's
-``Histogram.observe`` takes a lock per bucket and sum (about 3 µs: a quarter
-of a pipelined STAT's whole cost, benchmarks/bench_metrics.py), so command
-latencies go to :class:`CommandLatency`, plain lists the event loop (the one
-writer) bumps without a lock and a collector reads at scrape time.
-docs/operations.md has the measured overhead.
+``Histogram.observe`` takes locks (0.86 µs with a cached label child, 2.9 µs
+through ``labels()``), so command latencies go to :class:`CommandLatency`:
+plain lists the event loop (the one writer) bumps without a lock (0.42 µs)
+and a collector reads at scrape time.  docs/operations.md has the figures.
 """
 
 from __future__ import annotations
