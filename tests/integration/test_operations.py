@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -191,6 +192,26 @@ def test_fail2ban_filter_matches_real_failed_login_lines(lab: Lab) -> None:
         assert found and found["ip4"] == "127.0.0.1", (fmt, lines[0])
         others = [line for line in log.splitlines() if line not in lines]
         assert not any(pattern.search(line) for line in others), fmt
+
+
+def test_fail2ban_itself_matches_the_filter(lab: Lab, tmp_path: Path) -> None:
+    """fail2ban's own ``fail2ban-regex`` finds exactly the bad-credentials
+    lines of a served lab's text and JSON logs (date detection included)."""
+    tool = shutil.which("fail2ban-regex")
+    if tool is None:
+        pytest.skip("fail2ban-regex not installed (apt-get install fail2ban)")
+    for fmt in ("text", "json"):
+        server = Served(lab, "--log-format", fmt)
+        with Pop3Client("127.0.0.1", server.ports["pop3"]) as pop:
+            for user in ("bob", "nobody"):
+                pop.user(user)
+                assert not pop.pass_("wrong", check=False).ok
+            pop.quit()
+        log = tmp_path / f"{fmt}.log"
+        log.write_text(server.stop())
+        result = subprocess.run([tool, str(log), str(FILTER)], capture_output=True, text=True, timeout=60)
+        found = re.search(r"Lines: (\d+) lines, 0 ignored, (\d+) matched", result.stdout)
+        assert found and found[2] == "2", (fmt, result.stdout)
 
 
 @pytest.mark.parametrize(
