@@ -259,3 +259,31 @@ def test_verbose_logs_every_session_in_text(lab: Lab) -> None:
     assert len(ends) == 2, log
     assert 'user="alice" method=USER outcome=committed close=quit' in ends[0]
     assert "outcome=no-login close=quit commands=2" in ends[1]
+
+
+def test_timeouts_and_per_address_refusals_are_counted(server_factory, caplog) -> None:
+    """The pre-login deadline ends a silent session (record: close=login-timeout,
+    counted as an idle timeout); a second connection over the per-address
+    limit is refused and counted."""
+    import logging
+    import socket
+
+    from reference_server.config import AUTO_PORT
+
+    caplog.set_level(logging.INFO, logger="pop3suite")
+    running = server_factory(login_timeout=0.5, max_connections_per_ip=1, metrics_port=AUTO_PORT)
+    registry = running.server.metrics.registry
+    with socket.create_connection(("127.0.0.1", running.port())) as first:
+        assert first.recv(512).startswith(b"+OK")
+        with socket.create_connection(("127.0.0.1", running.port())) as second:
+            assert b"[SYS/TEMP]" in second.recv(512)
+        first.settimeout(5)
+        assert first.recv(512) == b""  # closed by the pre-login deadline
+    deadline = time.monotonic() + 5
+    while registry.get_sample_value("pop3suite_idle_timeouts_total") != 1.0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert registry.get_sample_value("pop3suite_idle_timeouts_total") == 1.0
+    assert registry.get_sample_value("pop3suite_connections_refused_per_address_total") == 1.0
+    ends = [r for r in caplog.records if getattr(r, "event", None) == "session_end"]
+    assert [r.fields["close"] for r in ends] == ["login-timeout"]
+    assert any(getattr(r, "event", None) == "connection_refused" for r in caplog.records)
