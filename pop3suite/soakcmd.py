@@ -316,8 +316,10 @@ class Soak:
     def inject_faults(self, started: float) -> None:
         """SIGKILL + restart and full disk at spread-out times until the end."""
         duration = self.args.duration
-        kill_every = max(15.0, duration / 5)
-        full_every = max(20.0, duration / 4)
+        # At least 4 kills and 3 full disks a run, and at most a minute and a
+        # half apart in a long one, which may also end early at --messages.
+        kill_every = min(60.0, max(15.0, duration / 5))
+        full_every = min(90.0, max(20.0, duration / 4))
         next_kill, next_full = kill_every * 0.7, full_every * 0.5
         while True:
             now = time.monotonic() - started
