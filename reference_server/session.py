@@ -151,7 +151,7 @@ class Pop3Session:
         metrics = self.ctx.metrics
         tls_label = "yes" if self.conn.tls_active else "no"
         if metrics is not None:
-            metrics.sessions_active.labels(self.listener, tls_label).inc()
+            metrics.child(metrics.sessions_active, self.listener, tls_label).inc()
         try:
             self.conn.write(self.core.greeting())
             await self._loop()
@@ -175,7 +175,7 @@ class Pop3Session:
             self._release_maildrop()
             self.conn.close()
             if metrics is not None:
-                metrics.sessions_active.labels(self.listener, tls_label).dec()
+                metrics.child(metrics.sessions_active, self.listener, tls_label).dec()
             self._record_end()
 
     def _release_maildrop(self) -> None:
@@ -212,9 +212,9 @@ class Pop3Session:
         tls_version, cipher = self._tls_fields()
         if metrics is not None:
             tls_label = "yes" if tls_version else "no"
-            metrics.sessions.labels(self.listener, tls_label, outcome).inc()
-            metrics.octets_sent.labels(self.listener).inc(self.conn.octets_out)
-            metrics.octets_received.labels(self.listener).inc(self.octets_in)
+            metrics.child(metrics.sessions, self.listener, tls_label, outcome).inc()
+            metrics.child(metrics.octets_sent, self.listener).inc(self.conn.octets_out)
+            metrics.child(metrics.octets_received, self.listener).inc(self.octets_in)
             if self.close_reason in ("idle-timeout", "login-timeout"):
                 metrics.idle_timeouts.inc()
         user = self.core.username or self.user_given
@@ -240,7 +240,7 @@ class Pop3Session:
         """One record per refused login, in the form docs/fail2ban/ matches."""
         self.login_failures += 1
         if self.ctx.metrics is not None:
-            self.ctx.metrics.logins.labels(request.mechanism, reason).inc()
+            self.ctx.metrics.child(self.ctx.metrics.logins, request.mechanism, reason).inc()
             if reason == "login-delay":
                 self.ctx.metrics.login_delay_refusals.inc()
         fields = {
@@ -393,7 +393,7 @@ class Pop3Session:
             self._login_failed(request, "login-delay")
             return self.core.reject_login(LoginDelay())
         if self.ctx.metrics is not None:
-            self.ctx.metrics.logins.labels(request.mechanism, "ok").inc()
+            self.ctx.metrics.child(self.ctx.metrics.logins, request.mechanism, "ok").inc()
         self.ctx.last_login[account] = now
         listing = getattr(self.maildrop, "infos", None)  # Maildir: made once per message
         if listing is None:
