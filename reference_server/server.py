@@ -24,7 +24,7 @@ from .config import Settings, bind_port
 from .connection import Connection
 from .metrics import ServerMetrics
 from .relay import RelayWindow
-from .session import Pop3Session, ServerContext
+from .session import Pop3Session, ServerContext, storage_executor
 from .smtp import SmtpService
 from .storage import MailStore, open_store
 
@@ -208,6 +208,9 @@ class ReferenceServer:
         if work:
             await asyncio.wait(work, timeout=patience)
         await asyncio.sleep(0)  # run the done callbacks that close maildrops
+        # A fresh pool (its threads are made on demand) if the server starts again.
+        old, self.context.storage_threads = self.context.storage_threads, storage_executor()
+        old.shutdown(wait=False)
 
     async def __aenter__(self) -> ReferenceServer:
         await self.start()

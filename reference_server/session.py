@@ -30,6 +30,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from pop3suite import __version__
@@ -59,6 +60,16 @@ from .storage import Maildrop, MaildropLocked, MailStore, StorageError
 
 log = logging.getLogger("pop3suite.server")
 
+#: Worker threads for storage work (made on demand; they mostly wait on I/O
+#: and locks, so more threads than cores is right).
+STORAGE_THREADS = 32
+
+
+def storage_executor() -> ThreadPoolExecutor:
+    """The thread pool of one server's storage work."""
+    return ThreadPoolExecutor(STORAGE_THREADS, thread_name_prefix="pop3suite-storage")
+
+
 #: Called after every successful login: (account, client address, listener
 #: name, TLS active).  The SMTP side uses it for POP-before-SMTP.
 LoginHook = Callable[[str, str, str, bool], None]
@@ -83,6 +94,10 @@ class ServerContext:
     metrics: ServerMetrics | None = None
     #: Storage work running in worker threads; the server's stop waits for it.
     storage_work: set[asyncio.Future] = field(default_factory=set)
+    #: Threads for storage work, apart from the loop's default executor
+    #: (6 threads on 2 cores, shared with scrypt checks): a few mbox UPDATEs
+    #: waiting on a write lock must not hold up every other login.
+    storage_threads: ThreadPoolExecutor = field(default_factory=storage_executor)
 
     def __post_init__(self) -> None:
         if self.logins is None and (self.settings.policy or self.settings.policy_log):
@@ -259,7 +274,8 @@ class Pop3Session:
         cut it short (see :meth:`_release_maildrop`).  ``abandoned`` gets the
         result the cancelled session will never see (a maildrop opened for
         it, whose lock must still be released)."""
-        storage = self._storage = asyncio.ensure_future(asyncio.to_thread(function, *args))
+        loop = asyncio.get_running_loop()
+        storage = self._storage = loop.run_in_executor(self.ctx.storage_threads, function, *args)
         self.ctx.storage_work.add(storage)
         storage.add_done_callback(self.ctx.storage_work.discard)
         try:
