@@ -60,6 +60,8 @@ def prepare(scenario: Scenario, directory: Path, workers: int = 1) -> tuple[Lab,
     accounts = scenario.accounts(workers)
     hashed = passwords.hash_password(PASSWORD, n=CHEAP_N)
     with open(lab.config_path, "a", encoding="utf-8") as handle:
+        # Server-side latency beside the client's (load.monitor scrapes it).
+        handle.write('\n[metrics]\nport = "auto"\n')
         handle.write("\n# load accounts (pop3suite load): one per simulated mailbox\n")
         for name, client in accounts.items():
             if client.auth == "apop":
@@ -109,6 +111,7 @@ def start(
         "mail_root": str(lab.settings.mail_root),
         "storage": lab.settings.storage,
         "server_pid": server.process.pid,
+        "metrics_port": server.endpoints.get("metrics"),
         "prefill": str(results / "prefill.json"),
         "prefilled": len(events),
     }

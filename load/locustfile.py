@@ -176,13 +176,17 @@ def _absorb(payload: dict | None) -> None:
 
 def _start_embedded(results: Path) -> None:
     from load import labsetup
-    from load.monitor import Monitor
+    from load.monitor import Monitor, metrics_url
 
     lab_dir = Path(tempfile.mkdtemp(prefix="pop3suite-load-"))
     target = labsetup.start(SCENARIO, lab_dir / "lab", results, _WORKERS)
     CONTEXT.run.update(target.run)
     (results / "run.json").write_text(json.dumps(CONTEXT.run, indent=2), encoding="utf-8")
-    _state.update(embedded=target, lab_dir=lab_dir, monitor=Monitor(target.run["server_pid"]).start())
+    _state.update(
+        embedded=target,
+        lab_dir=lab_dir,
+        monitor=Monitor(target.run["server_pid"], metrics_url=metrics_url(target.run)).start(),
+    )
     print(f"pop3suite: embedded reference server PID {target.run['server_pid']}; workers: "
           f"--pop3-run {results / 'run.json'}", file=sys.stderr)  # fmt: skip
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
 from pathlib import Path
@@ -82,17 +81,30 @@ def cmd_certs(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from reference_server import config
+    import dataclasses
+
+    from reference_server import config, eventlog
     from reference_server.server import ReferenceServer, loop_factory
 
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
         settings = config.load(args.config)
     except config.ConfigError as error:
         return _fail(str(error))
+    overrides: dict[str, object] = {}
+    if args.verbose or args.log_level:
+        overrides["log_level"] = args.log_level or "debug"
+    if args.log_format:
+        overrides["log_format"] = args.log_format
+    if args.metrics_port is not None:
+        port = args.metrics_port
+        if port == "auto":
+            overrides["metrics_port"] = config.AUTO_PORT
+        elif not port.isdigit() or int(port) > 65535:
+            return _fail(f'--metrics-port: expected a port 0-65535 (0 = off) or "auto", got {port!r}')
+        else:
+            overrides["metrics_port"] = int(port)
+    settings = dataclasses.replace(settings, **overrides)  # type: ignore[arg-type]
+    eventlog.configure(settings.log_level, settings.log_format)
 
     async def run() -> int:
         server = ReferenceServer(settings)
@@ -208,7 +220,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the reference server until SIGINT/SIGTERM")
     p.add_argument("--config", required=True, help="lab config (pop3suite.toml)")
-    p.add_argument("-v", "--verbose", action="store_true", help="log every connection")
+    p.add_argument("-v", "--verbose", action="store_true", help="the same as --log-level debug")
+    p.add_argument(
+        "--log-level", choices=("debug", "info", "warning"), help="log level (default: [log] level, info)"
+    )
+    p.add_argument("--log-format", choices=("text", "json"), help="log format (default: [log] format, text)")
+    p.add_argument(
+        "--metrics-port",
+        metavar="N",
+        help="serve Prometheus /metrics on port N of [metrics] listen, loopback by default "
+        '("auto": a free port; 0: off; default: [metrics] port)',
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("deliver", help="deliver .eml files (or stdin) into an account's mailbox")
@@ -242,6 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .policycmd import add_policy_parser
 
     add_policy_parser(sub)
+
+    from .soakcmd import add_soak_parser
+
+    add_soak_parser(sub)
 
     p = sub.add_parser("demo", help="the main job on the embedded reference server")
     p.add_argument("--keep", action="store_true", help="keep the temporary lab and print its path")

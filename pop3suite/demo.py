@@ -10,6 +10,7 @@ lab.
 
 from __future__ import annotations
 
+import collections
 import os
 import shutil
 import ssl
@@ -17,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -88,6 +90,10 @@ def start_server(config_path: Path, timeout: float = 20.0) -> ServerProcess:
             name, _, where = line.split("listening:", 1)[1].strip().partition(" on ")
             endpoints[name] = int(where.rsplit(":", 1)[1])
         if "ready" in line:
+            # The server logs one record per session: keep reading its
+            # output, or a full pipe would block it (the last lines are kept).
+            tail: collections.deque[str] = collections.deque(output, maxlen=200)
+            threading.Thread(target=tail.extend, args=(process.stdout,), daemon=True).start()
             return ServerProcess(process, endpoints)
     process.kill()
     process.wait()

@@ -160,12 +160,14 @@ def run_load(
     ``pop3suite load`` and ``pop3suite capacity`` (one call per cell), so both
     run a scenario the same way.  ``log``: Locust's stdout/stderr go there
     instead of this process's."""
-    from load.monitor import Monitor
+    from load.monitor import Monitor, metrics_url
 
     run_file = results / "run.json"
     run["run_time"] = scenario.run_time  # the locustfile rewrites it with the run time actually run
     run_file.write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
-    monitor = Monitor(run["server_pid"]).start() if run.get("server_pid") else None
+    monitor = (
+        Monitor(run["server_pid"], metrics_url=metrics_url(run)).start() if run.get("server_pid") else None
+    )
     try:
         return _run_locust(scenario, users, results, run_file, workers, log)
     finally:

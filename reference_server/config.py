@@ -134,6 +134,13 @@ class Settings:
     policy_log_max_mb: float = 64.0
     #: ``[era]``: the 2007-2010 deployment (reference_server.prefork); None = off.
     era: EraSettings | None = None
+    # Operations (docs/operations.md): [log] level and format of the
+    # server's records, [metrics] port and address of the Prometheus
+    # endpoint (0 = no endpoint; loopback unless set otherwise).
+    log_level: str = "info"
+    log_format: str = "text"
+    metrics_port: int = 0
+    metrics_listen: str = "127.0.0.1"
 
 
 _SERVER_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -167,6 +174,8 @@ _SERVER_KEYS: dict[str, type | tuple[type, ...]] = {
 #: Number keys of [server] that must not be negative.
 _NOT_NEGATIVE = ("idle_timeout", "login_failure_delay", "relay_window", "policy_log_max_mb")
 _TLS_KEYS = {"cert": str, "key": str}
+_LOG_KEYS = {"level": str, "format": str}
+_METRICS_KEYS = {"port": (int, str), "listen": str}
 _ACCOUNT_KEYS = {
     "password": str,
     "apop": bool,
@@ -235,7 +244,20 @@ def load(path: str | Path) -> Settings:
 
 def parse(data: dict[str, Any], path: Path) -> Settings:
     """Validate an already-parsed TOML document (see :func:`load`)."""
-    _check_table(path, "", data, {"server": dict, "tls": dict, "accounts": dict, "policy": dict, "era": dict})
+    _check_table(
+        path,
+        "",
+        data,
+        {
+            "server": dict,
+            "tls": dict,
+            "accounts": dict,
+            "policy": dict,
+            "log": dict,
+            "metrics": dict,
+            "era": dict,
+        },
+    )
     server = _check_table(path, "server", data.get("server", {}), _SERVER_KEYS)
     tls = _check_table(path, "tls", data.get("tls", {}), _TLS_KEYS)
     base = path.parent
@@ -279,6 +301,7 @@ def parse(data: dict[str, Any], path: Path) -> Settings:
                 raise ConfigError(f"{path}: key 'server.domains': expected a non-empty list of domain names")
             value = tuple(d.lower() for d in value)
         kwargs[key] = value
+    kwargs.update(_operations(path, data))
     kwargs.setdefault("mail_root", base / "mail")
     kwargs.setdefault("spool_dir", base / "spool")
     from .policy import from_config  # not at the top: policy.py imports ConfigError from here
@@ -332,6 +355,34 @@ def parse(data: dict[str, Any], path: Path) -> Settings:
         if getattr(settings, key) and settings.tls_cert is None:
             raise ConfigError(f"{path}: key 'server.{key}': {what} needs a [tls] table with cert and key")
     return settings
+
+
+def _operations(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """The [log] and [metrics] tables as Settings fields."""
+    from .eventlog import LOG_FORMATS, LOG_LEVELS
+
+    log = _check_table(path, "log", data.get("log", {}), _LOG_KEYS)
+    metrics = _check_table(path, "metrics", data.get("metrics", {}), _METRICS_KEYS)
+    fields: dict[str, Any] = {}
+    for key, known in (("level", LOG_LEVELS), ("format", LOG_FORMATS)):
+        if key in log:
+            if log[key] not in known:
+                raise ConfigError(
+                    f"{path}: key 'log.{key}': expected one of {', '.join(known)}, got {log[key]!r}"
+                )
+            fields[f"log_{key}"] = log[key]
+    if "port" in metrics:
+        port = metrics["port"]
+        if port == "auto":
+            port = AUTO_PORT
+        elif isinstance(port, str) or not 0 <= port <= 65535:
+            raise ConfigError(
+                f"{path}: key 'metrics.port': expected a port 0-65535 (0 = off) or \"auto\", got {port!r}"
+            )
+        fields["metrics_port"] = port
+    if "listen" in metrics:
+        fields["metrics_listen"] = metrics["listen"]
+    return fields
 
 
 def _check_storage(path: Path, key: str, value: str) -> None:

@@ -39,6 +39,8 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.task: asyncio.Task[None] | None = None
         self.peer: tuple[str, int] = ("", 0)
+        #: Octets handed to the transport (the session-end record, metrics).
+        self.octets_out = 0
 
     # ------------------------------------------------- asyncio.Protocol side
 
@@ -111,6 +113,7 @@ class Connection(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self._lost and not self.transport.is_closing():
+            self.octets_out += len(data)
             self.transport.write(data)
 
     async def drain(self) -> None:
@@ -149,7 +152,14 @@ class Connection(asyncio.Protocol):
 
     @property
     def tls_active(self) -> bool:
-        return self.transport is not None and self.transport.get_extra_info("ssl_object") is not None
+        return self.tls_object is not None
+
+    @property
+    def tls_object(self) -> ssl.SSLObject | None:
+        """The TLS state (version, cipher) while TLS is on, else None."""
+        if self.transport is None:
+            return None
+        return self.transport.get_extra_info("ssl_object")
 
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():

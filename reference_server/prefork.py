@@ -182,6 +182,11 @@ def _serve_one(
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
     asyncio.events._set_running_loop(None)  # we were forked inside the parent's running loop
+    # The parent's storage pool may have worker threads, which fork did not
+    # copy: work queued to it here would wait forever.  A fresh pool of ours.
+    from .session import storage_executor
+
+    server.context.storage_threads = storage_executor()
     loop = asyncio.SelectorEventLoop()
     asyncio.set_event_loop(loop)
 

@@ -18,12 +18,13 @@ from dataclasses import dataclass
 
 from pop3suite.proto import responses
 
-from . import prefork
+from . import eventlog, prefork
 from .accounts import Authenticator
 from .config import Settings, bind_port
 from .connection import Connection
+from .metrics import ServerMetrics
 from .relay import RelayWindow
-from .session import Pop3Session, ServerContext
+from .session import Pop3Session, ServerContext, storage_executor
 from .smtp import SmtpService
 from .storage import MailStore, open_store
 
@@ -81,14 +82,23 @@ class ReferenceServer:
     ``async with ReferenceServer(settings) as server``.
     """
 
-    def __init__(self, settings: Settings, store: MailStore | None = None) -> None:
+    def __init__(
+        self, settings: Settings, store: MailStore | None = None, metrics: bool | None = None
+    ) -> None:
         self.settings = settings
         self.store = store or open_store(settings)
+        # Metrics are kept when the endpoint is configured, or asked for
+        # (tests read them from the registry without an HTTP port).
+        want_metrics = bool(settings.metrics_port) if metrics is None else metrics
+        self.metrics = ServerMetrics() if want_metrics else None
+        #: The bound /metrics port, once started (None: no endpoint).
+        self.metrics_port: int | None = None
         self.context = ServerContext(
             settings=settings,
             store=self.store,
             authenticator=Authenticator(settings.accounts),
             tls_context=make_tls_context(settings),
+            metrics=self.metrics,
         )
         self.endpoints: list[Endpoint] = []
         self._servers: list[asyncio.Server] = []
@@ -98,7 +108,17 @@ class ReferenceServer:
         # open the window; tests may replace ``relay.clock``.
         self.relay = RelayWindow(settings.relay_window)
         self.context.login_hooks.append(self.relay.login_hook(settings.relay_open_listeners))
+        if self.metrics is not None and settings.relay_window > 0:
+            opening = frozenset(settings.relay_open_listeners)
+            windows = self.metrics.relay_windows
+
+            def count_window(account: str, address: str, listener: str, tls_active: bool) -> None:
+                if listener in opening:
+                    windows.inc()
+
+            self.context.login_hooks.append(count_window)
         self.smtp = SmtpService(settings, self.store, self.relay, self.context.tls_context)
+        self.smtp.metrics = self.metrics
 
     def _factory(self, listener: str) -> Connection:
         def handler(conn: Connection) -> asyncio.Future[None]:
@@ -112,7 +132,14 @@ class ReferenceServer:
         if limit and self._per_address.get(address, 0) >= limit:
             # Graceful refusal (security-probes.md D3): one -ERR line, then
             # close; sessions already open from this address are untouched.
-            log.info("%s: refused, %d connections from this address already", address, limit)
+            eventlog.emit(
+                log,
+                logging.INFO,
+                "connection_refused",
+                {"address": address, "listener": listener, "open": limit},
+            )
+            if self.metrics is not None:
+                self.metrics.refused_per_address.inc()
             conn.write(responses.err("Too many connections from your address.", "SYS/TEMP"))
             return
         self._per_address[address] = self._per_address.get(address, 0) + 1
@@ -157,6 +184,10 @@ class ReferenceServer:
             self.endpoints.append(Endpoint(name, bound[0], bound[1]))
         for name, host, port in await self.smtp.start():
             self.endpoints.append(Endpoint(name, host, port))
+        if self.metrics is not None and self.settings.metrics_port:
+            host = self.settings.metrics_listen
+            self.metrics_port = self.metrics.serve(host, bind_port(self.settings.metrics_port))
+            self.endpoints.append(Endpoint("metrics", host, self.metrics_port))
         return self.endpoints
 
     async def stop(self) -> None:
@@ -170,7 +201,23 @@ class ReferenceServer:
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
+        await self._finish_storage_work()
         await self.smtp.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
+
+    async def _finish_storage_work(self, patience: float = 120.0) -> None:
+        """Let storage work of ended sessions finish (an mbox rewrite is not
+        cut short) and their maildrops close, so every lock is released
+        before stop() returns.  ``patience`` bounds it (the mbox write-lock
+        wait is 60 s)."""
+        work = set(self.context.storage_work)
+        if work:
+            await asyncio.wait(work, timeout=patience)
+        await asyncio.sleep(0)  # run the done callbacks that close maildrops
+        # A fresh pool (its threads are made on demand) if the server starts again.
+        old, self.context.storage_threads = self.context.storage_threads, storage_executor()
+        old.shutdown(wait=False)
 
     async def __aenter__(self) -> ReferenceServer:
         await self.start()

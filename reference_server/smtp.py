@@ -66,8 +66,9 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 
-from . import passwords
+from . import eventlog, passwords
 from .config import AccountSettings, Settings, bind_port
+from .metrics import ServerMetrics
 from .quota import QuotaPolicy
 from .relay import RelayWindow, normalize_address
 from .storage import MailStore, StorageError
@@ -259,10 +260,14 @@ class SmtpHandler:
         elif self.role == "smtp":
             peer = peer_address(session)
             if not service.relay.allowed(peer):
-                log.info("relay denied: %s -> %s", peer, address)
+                service.relay_decision(peer, self.role, address, "denied")
                 return RELAY_DENIED
+            service.relay_decision(peer, self.role, address, "allowed-pop-before-smtp")
         elif not session.authenticated:
+            service.relay_decision(peer_address(session), self.role, address, "auth-required")
             return AUTH_REQUIRED
+        else:
+            service.relay_decision(peer_address(session), self.role, address, "allowed-authenticated")
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 OK"
@@ -370,6 +375,20 @@ class SmtpService:
         self._listeners: list[_Listener] = []
         self._locks: dict[str, asyncio.Lock] = {}
         self._accounts_folded = {name.lower(): name for name in settings.accounts}
+        #: The server's Prometheus families (None without a metrics endpoint).
+        self.metrics: ServerMetrics | None = None
+
+    def relay_decision(self, client: str, listener: str, recipient: str, decision: str) -> None:
+        """One record (and count) per relay decision on a non-local RCPT."""
+        if self.metrics is not None:
+            self.metrics.relay_decisions.labels(decision).inc()
+        fields = {
+            "address": client,
+            "listener": listener,
+            "recipient": eventlog.client_text(recipient),
+            "decision": decision,
+        }
+        eventlog.emit(log, logging.INFO, "relay_decision", fields)
 
     # ---------------------------------------------------------- lifecycle
 

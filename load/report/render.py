@@ -14,7 +14,17 @@ from pathlib import Path
 
 # No matplotlib.use(): every figure is drawn on its own Agg canvas (figures.new_figure), so the
 # report needs no display and leaves the importer's backend and pyplot state alone.
-from . import capacity_plots, capacity_tables, errors, knee, latency, resources, tables, throughput
+from . import (
+    capacity_plots,
+    capacity_tables,
+    errors,
+    knee,
+    latency,
+    resources,
+    server_latency,
+    tables,
+    throughput,
+)
 from .figures import Chart, missing, save_png
 from .html import esc, note, page
 from .inputs import CapacityData, RunData, kind_of, read_capacity, read_run
@@ -101,6 +111,7 @@ def _load_section(doc: _Page, run: RunData, prefix: str) -> None:
     doc.add("<h3>Throughput (run means)</h3>" + tables.throughput_table(run))
     doc.add("<h3>SPECmail2001 QoS compliance</h3>" + tables.spec_table(run.verdicts, run.steps))
     doc.add("<h3>Ledger: lost and duplicated mail</h3>" + tables.ledger_table(run.ledger))
+    doc.add("<h3>Server-side vs client-side latency (ms)</h3>" + server_latency.server_latency_table(run))
     doc.chart(latency.over_time_chart(run), prefix)
     doc.chart(latency.distribution_chart(run), prefix)
     doc.chart(throughput.load_chart(run), prefix)

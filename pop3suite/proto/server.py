@@ -189,6 +189,9 @@ class ServerSession:
         self._awaiting: str | None = None  # the shell owes us this answer
         self._sasl_mechanism: str | None = None  # inside an AUTH exchange
         self.bad_commands = 0
+        #: Keyword of the command the last action answers (``UNKNOWN`` for a
+        #: line that is no command): a bounded label for the shell's metrics.
+        self.last_command = ""
 
     # ----------------------------------------------------------- public API
 
@@ -213,7 +216,9 @@ class ServerSession:
         if line is None:
             return None
         if self._sasl_mechanism is not None:
+            self.last_command = "AUTH"
             return self._sasl_response(line)
+        self.last_command = "UNKNOWN"
         if line is LINE_TOO_LONG:
             return self._bad_command(LineTooLong())
         assert isinstance(line, bytes)
@@ -227,6 +232,7 @@ class ServerSession:
         spec = COMMANDS.get(command.keyword)
         if spec is None:
             return self._bad_command(UnknownCommand())
+        self.last_command = command.keyword
         if self.state not in spec.states:
             return Send(responses.error_line(WrongState()))
         try:

@@ -172,3 +172,18 @@ def test_relay_window_object_on_injected_clock():
     assert window.allowed("::ffff:192.0.2.7") and window.remaining("192.0.2.7") == 0.5
     clock.advance(0.5)
     assert not window.allowed("192.0.2.7")
+
+
+def test_relay_decisions_are_logged(mail, caplog):
+    """Each RCPT to a foreign address leaves one ``relay_decision`` record
+    (docs/operations.md): denied before the POP3 login, allowed after it."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="pop3suite")
+    assert relay(mail) == RELAY_DENIED
+    mail.pop_login("plain")
+    assert relay(mail)[0] == 250
+    decisions = [r for r in caplog.records if getattr(r, "event", None) == "relay_decision"]
+    assert [r.fields["decision"] for r in decisions] == ["denied", "allowed-pop-before-smtp"]
+    assert all(r.fields["address"] == "127.0.0.1" and r.fields["listener"] == "smtp" for r in decisions)
+    assert 'recipient="someone@elsewhere.test" decision=denied' in decisions[0].getMessage()
