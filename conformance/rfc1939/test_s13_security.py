@@ -30,6 +30,6 @@ def test_apop_account_refuses_user_pass(pop, target):
     expect(
         not response.ok and response.code_str != "IN-USE",
         f"USER/PASS for the APOP account {account.user} ([IN-USE] would mean it authenticated)",
-        "-ERR",
-        response.raw,
+        expected="-ERR",
+        actual=response.raw,
     )

@@ -65,16 +65,21 @@ def test_command_of_255_octets_is_accepted(pop, capabilities):
 
     client = pop(login=False)
     line = _padded_user_line(name)
-    expect_equal(len(line) + 2, MAX_COMMAND_LINE, "probe line length including CRLF")
+    expect_equal("probe line length including CRLF", expected=MAX_COMMAND_LINE, actual=len(line) + 2)
     long = client.command(line, check=False)
     expect(
         long.ok == short.ok and long.code == short.code,
         "a 255-octet USER line must be treated like a short one",
-        f"{short.raw!r} (the answer to 'USER {name}')",
-        long.raw,
+        expected=f"{short.raw!r} (the answer to 'USER {name}')",
+        actual=long.raw,
     )
     quit = client.command("QUIT", check=False)
-    expect(quit.ok, "exactly one reply to the 255-octet line; QUIT answered next", "+OK to QUIT", quit.raw)
+    expect(
+        quit.ok,
+        "exactly one reply to the 255-octet line; QUIT answered next",
+        expected="+OK to QUIT",
+        actual=quit.raw,
+    )
 
 
 @case(
@@ -110,4 +115,9 @@ def test_first_response_lines_at_most_512_octets(pop, mode, mailbox):
     ):
         lines.append(_first_line(client, command))
     for raw in lines:
-        expect(len(raw) <= MAX_RESPONSE_LINE, "first line within 512 octets", "<= 512 octets", len(raw))
+        expect(
+            len(raw) <= MAX_RESPONSE_LINE,
+            "first line within 512 octets",
+            expected="<= 512 octets",
+            actual=len(raw),
+        )

@@ -55,8 +55,18 @@ def test_stls_implies_capa_and_is_advertised(pop, target, capabilities):
     client.close()  # no handshake: only whether STLS is implemented matters here
     if not response.ok:
         unimplemented("STLS is answered -ERR: not implemented")
-    expect(bool(capabilities), "CAPA implemented by a server with STLS", "+OK to CAPA", "-ERR to CAPA")
-    expect("STLS" in capabilities, "STLS advertised before login", "STLS in CAPA", sorted(capabilities))
+    expect(
+        bool(capabilities),
+        "CAPA implemented by a server with STLS",
+        expected="+OK to CAPA",
+        actual="-ERR to CAPA",
+    )
+    expect(
+        "STLS" in capabilities,
+        "STLS advertised before login",
+        expected="STLS in CAPA",
+        actual=sorted(capabilities),
+    )
 
 
 @case(
@@ -75,9 +85,9 @@ def test_stls_after_login_refused(pop, capabilities, need):
         unimplemented("no cleartext USER/PASS: TRANSACTION cannot be reached without TLS")
     client = pop("plain")
     response = client.command("STLS", check=False)
-    expect(not response.ok, "STLS after login must be refused", "-ERR", response.raw)
+    expect(not response.ok, "STLS after login must be refused", expected="-ERR", actual=response.raw)
     noop = client.command("NOOP", check=False)
-    expect(noop.ok, "the cleartext session is still usable", "+OK to NOOP", noop.raw)
+    expect(noop.ok, "the cleartext session is still usable", expected="+OK to NOOP", actual=noop.raw)
 
 
 @case(
@@ -103,9 +113,9 @@ def test_user_before_stls_is_forgotten(pop, target, need):
     except ErrResponse as error:  # GNU Mailutils: STLS only before USER
         unimplemented(f"STLS after USER is refused ({error.response.raw!r}); nothing to carry over")
     response = client.pass_(target.user.password, check=False)
-    expect(not response.ok, "PASS without a USER given inside TLS", "-ERR", response.raw)
+    expect(not response.ok, "PASS without a USER given inside TLS", expected="-ERR", actual=response.raw)
     stat = client.command("STAT", check=False)
-    expect(not stat.ok, "still in AUTHORIZATION (nobody logged in)", "-ERR to STAT", stat.raw)
+    expect(not stat.ok, "still in AUTHORIZATION (nobody logged in)", expected="-ERR to STAT", actual=stat.raw)
     client.login(target.user.user, target.user.password)
 
 
@@ -123,7 +133,7 @@ def test_stls_with_tls_active_refused(pop, target, mode, request):
     client = pop(mode, login=False)
     response = client.command("STLS", check=False)
     observe(request, f"STLS with TLS active: {response.raw!r}")
-    expect(not response.ok, "STLS with TLS already active", "-ERR", response.raw)
+    expect(not response.ok, "STLS with TLS already active", expected="-ERR", actual=response.raw)
     client.login(target.user.user, target.user.password)
 
 
@@ -142,8 +152,13 @@ def test_stls_not_advertised_after_upgrade(pop):
     """CAPA inside TLS (after STLS) no longer lists STLS."""
     client = pop("stls", login=False)
     tags = _capability_tags(client)
-    expect(tags is not None, "CAPA after STLS", "+OK and a capability list", "-ERR")
-    expect("STLS" not in (tags or ()), "STLS is no longer permitted, so not advertised", "no STLS", tags)
+    expect(tags is not None, "CAPA after STLS", expected="+OK and a capability list", actual="-ERR")
+    expect(
+        "STLS" not in (tags or ()),
+        "STLS is no longer permitted, so not advertised",
+        expected="no STLS",
+        actual=tags,
+    )
 
 
 @case(
@@ -170,7 +185,7 @@ def test_plaintext_pipelined_after_stls_is_not_executed(pop, target, need):
     early = _pending_plaintext(client.sock, 0.3)
     if early.startswith(b"<"):
         return  # the server closed instead of negotiating: the injected CAPA was not run
-    expect(not early, "nothing in clear after the STLS +OK line", "the TLS handshake", early)
+    expect(not early, "nothing in clear after the STLS +OK line", expected="the TLS handshake", actual=early)
 
     try:
         client.sock = target.ssl_context().wrap_socket(client.sock, server_hostname=client.server_hostname)
@@ -187,10 +202,15 @@ def test_plaintext_pipelined_after_stls_is_not_executed(pop, target, need):
         return  # closed: also acceptable
     if injected:
         client.transcript.add("S", injected)
-    expect(not injected, "the pipelined CAPA must not be answered inside TLS", "no data", injected)
+    expect(
+        not injected,
+        "the pipelined CAPA must not be answered inside TLS",
+        expected="no data",
+        actual=injected,
+    )
     client.sock.settimeout(client.timeout)
     tags = _capability_tags(client)
-    expect(tags is not None, "CAPA sent inside TLS is answered", "+OK", "-ERR")
+    expect(tags is not None, "CAPA sent inside TLS is answered", expected="+OK", actual="-ERR")
 
 
 @case(
@@ -217,13 +237,13 @@ def test_cleartext_login_before_tls_recorded(pop, target, capabilities, need, re
     expect(
         "USER" in capabilities or not accepted,
         "USER/PASS works before TLS although USER is not advertised",
-        "consistent CAPA",
-        "accepted",
+        expected="consistent CAPA",
+        actual="accepted",
     )
     expect(
         "USER" not in capabilities and not accepted,
         "cleartext USER/PASS offered before TLS",
-        "USER not advertised and refused until STLS",
-        f"USER {'advertised' if 'USER' in capabilities else 'not advertised'}, "
+        expected="USER not advertised and refused until STLS",
+        actual=f"USER {'advertised' if 'USER' in capabilities else 'not advertised'}, "
         f"login {'accepted' if accepted else 'refused'}",
     )

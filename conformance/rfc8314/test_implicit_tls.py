@@ -120,14 +120,22 @@ def test_greeting_comes_inside_tls(pop, target):
     with socket.create_connection((target.pop3s.host, target.pop3s.port), timeout=10) as raw:
         readable, _, _ = select.select([raw], [], [], 0.5)
         early = raw.recv(512, socket.MSG_PEEK) if readable else b""
-    expect(not early.startswith(b"+OK"), "no plaintext greeting before the TLS handshake", "silence", early)
-    client = pop("implicit", login=False)
-    expect(client.tls_active, "TLS before the greeting", "TLS", "cleartext")
     expect(
-        client.greeting is not None and client.greeting.ok, "greeting inside TLS", "+OK ...", client.greeting
+        not early.startswith(b"+OK"),
+        "no plaintext greeting before the TLS handshake",
+        expected="silence",
+        actual=early,
+    )
+    client = pop("implicit", login=False)
+    expect(client.tls_active, "TLS before the greeting", expected="TLS", actual="cleartext")
+    expect(
+        client.greeting is not None and client.greeting.ok,
+        "greeting inside TLS",
+        expected="+OK ...",
+        actual=client.greeting,
     )
     stat = client.command("STAT", check=False)
-    expect(not stat.ok, "AUTHORIZATION state after the greeting", "-ERR to STAT", stat.raw)
+    expect(not stat.ok, "AUTHORIZATION state after the greeting", expected="-ERR to STAT", actual=stat.raw)
     client.login(target.user.user, target.user.password)
 
 
@@ -158,7 +166,12 @@ def test_plaintext_on_implicit_port_never_answered(target):
             if not chunk:
                 break
             data += chunk
-    expect(b"+OK" not in data, "plaintext POP3 on the implicit-TLS port", "close, TLS alert or nothing", data)
+    expect(
+        b"+OK" not in data,
+        "plaintext POP3 on the implicit-TLS port",
+        expected="close, TLS alert or nothing",
+        actual=data,
+    )
 
 
 @pytest.mark.parametrize("version", ["TLSv1", "TLSv1_1"])
@@ -185,7 +198,7 @@ def test_tls_1_0_and_1_1_refused(target, capabilities, mode, version):
         return  # refused: protocol_version alert, reset or close
     with tls:
         negotiated = f"{tls.version()} with {(tls.cipher() or ('?',))[0]}"
-    expect(False, f"a {version}-only handshake must fail", "handshake refused", negotiated)
+    expect(False, f"a {version}-only handshake must fail", expected="handshake refused", actual=negotiated)
 
 
 @pytest.mark.parametrize("mode", ["implicit", "stls"])
@@ -204,12 +217,12 @@ def test_tls_1_2_accepted(target, capabilities, mode):
     try:
         tls = _open_tls(target, capabilities, mode, context)
     except OSError as error:
-        expect(False, "TLS 1.2 handshake", "TLSv1.2", f"{type(error).__name__}: {error}")
+        expect(False, "TLS 1.2 handshake", expected="TLSv1.2", actual=f"{type(error).__name__}: {error}")
         raise
     with tls:
-        expect_equal(tls.version(), "TLSv1.2", "negotiated version")
+        expect_equal("negotiated version", expected="TLSv1.2", actual=tls.version())
         line = _pop3_inside(tls, mode)
-    expect(line.startswith(b"+OK"), "POP3 inside TLS 1.2", "+OK ...", line)
+    expect(line.startswith(b"+OK"), "POP3 inside TLS 1.2", expected="+OK ...", actual=line)
 
 
 @pytest.mark.parametrize("mode", ["implicit", "stls"])
@@ -231,16 +244,16 @@ def test_tls_1_3_accepted(target, capabilities, mode):
     try:
         tls = _open_tls(target, capabilities, mode, context)
     except OSError as error:
-        expect(False, "TLS 1.3 handshake", "TLSv1.3", f"{type(error).__name__}: {error}")
+        expect(False, "TLS 1.3 handshake", expected="TLSv1.3", actual=f"{type(error).__name__}: {error}")
         raise
     with tls:
-        expect_equal(tls.version(), "TLSv1.3", "negotiated version")
+        expect_equal("negotiated version", expected="TLSv1.3", actual=tls.version())
         line = _pop3_inside(tls, mode)
-    expect(line.startswith(b"+OK"), "POP3 inside TLS 1.3", "+OK ...", line)
+    expect(line.startswith(b"+OK"), "POP3 inside TLS 1.3", expected="+OK ...", actual=line)
     context = target.ssl_context()
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     with _open_tls(target, capabilities, mode, context) as tls:
-        expect_equal(tls.version(), "TLSv1.3", "TLS 1.3 preferred over TLS 1.2")
+        expect_equal("TLS 1.3 preferred over TLS 1.2", expected="TLSv1.3", actual=tls.version())
 
 
 @pytest.mark.parametrize("mode", ["implicit", "stls"])
@@ -267,7 +280,12 @@ def test_weak_cipher_suites_refused(target, capabilities, mode):
         return  # refused
     with tls:
         negotiated = f"{tls.version()} with {(tls.cipher() or ('?',))[0]}"
-    expect(False, "only weak suites offered: the handshake must fail", "handshake refused", negotiated)
+    expect(
+        False,
+        "only weak suites offered: the handshake must fail",
+        expected="handshake refused",
+        actual=negotiated,
+    )
 
 
 def _close_after_quit(target: Target, login: bool) -> str:
@@ -316,7 +334,10 @@ def test_close_notify_after_quit(target, request):
         outcome = _close_after_quit(target, login)
         observe(request, f"QUIT in {state}: {outcome}")
         expect(
-            outcome.startswith("close_notify"), f"QUIT in {state}", "close_notify, then TCP close", outcome
+            outcome.startswith("close_notify"),
+            f"QUIT in {state}",
+            expected="close_notify, then TCP close",
+            actual=outcome,
         )
 
 
@@ -335,7 +356,9 @@ def test_stls_on_implicit_port(pop, request):
     body = client.multiline("CAPA", check=False)
     tags = {line.split(b" ", 1)[0].upper() for line in body.lines()}
     observe(request, f"STLS {'advertised' if b'STLS' in tags else 'not advertised'} on the POP3S port")
-    expect(b"STLS" not in tags, "STLS advertised inside implicit TLS", "no STLS", sorted(tags))
+    expect(
+        b"STLS" not in tags, "STLS advertised inside implicit TLS", expected="no STLS", actual=sorted(tags)
+    )
     response = client.command("STLS", check=False)
     observe(request, f"STLS there: {response.raw!r}")
-    expect(not response.ok, "STLS inside implicit TLS", "-ERR", response.raw)
+    expect(not response.ok, "STLS inside implicit TLS", expected="-ERR", actual=response.raw)

@@ -64,7 +64,12 @@ def _authenticated(reply) -> bool:
 def test_user_reply_same_for_unknown_user(pop, target):
     known = pop(login=False).command(f"USER {target.user.user}", check=False)
     unknown = pop(login=False).command(f"USER {unknown_user()}", check=False)
-    expect(known.raw == unknown.raw, "USER replies for a known and an unknown user", known.raw, unknown.raw)
+    expect(
+        known.raw == unknown.raw,
+        "USER replies for a known and an unknown user",
+        expected=known.raw,
+        actual=unknown.raw,
+    )
 
 
 def _mann_whitney_p(a: list[float], b: list[float]) -> float:
@@ -118,7 +123,7 @@ def test_failed_login_latency_does_not_reveal_users(pop, target, request):
                 if reply is None:
                     client = None  # closed after failures: time it again on a new connection
                     continue
-                expect(not reply.ok, "PASS with a wrong password", "-ERR", reply.raw)
+                expect(not reply.ok, "PASS with a wrong password", expected="-ERR", actual=reply.raw)
                 samples[side].append(took)
                 break
     known, unknown = samples["known"], samples["unknown"]
@@ -138,7 +143,9 @@ def test_failed_login_latency_does_not_reveal_users(pop, target, request):
     if abs(diff) <= 2 * noise:
         observe(request, "INCONCLUSIVE: the difference is within the noise of this link")
         return
-    expect(False, "failed-login latency for known vs unknown users", "indistinguishable", summary)
+    expect(
+        False, "failed-login latency for known vs unknown users", expected="indistinguishable", actual=summary
+    )
 
 
 @case(
@@ -164,14 +171,14 @@ def test_rapid_failed_logins_are_throttled(pop, target, request):
             client = pop(login=False)
             continue
         answered += 1
-        expect(not reply.ok, "PASS with a wrong password", "-ERR", reply.raw)
+        expect(not reply.ok, "PASS with a wrong password", expected="-ERR", actual=reply.raw)
     took = time.monotonic() - started
     observe(request, f"{answered} failures took {took:.1f} s, {closes} closes")
     expect(
         closes > 0 or took >= 1.0,
         "20 wrong passwords are slowed down (>= 50 ms each) or the connection is closed",
-        "delay or close",
-        f"{took:.2f} s for {answered} failures, no close",
+        expected="delay or close",
+        actual=f"{took:.2f} s for {answered} failures, no close",
     )
 
 
@@ -207,9 +214,14 @@ def test_broken_user_pass_sequences_never_authenticate(pop, target):
             except (ConnectionClosed, OSError):
                 last = None
                 break
-        expect(not _authenticated(last), label, "-ERR or close", last.raw if last else b"")
+        expect(not _authenticated(last), label, expected="-ERR or close", actual=last.raw if last else b"")
         stat = reply_unless_closed(client, "STAT") if last is not None else None
-        expect(stat is None or not stat.ok, f"{label}: STAT afterwards", "-ERR", stat.raw if stat else b"")
+        expect(
+            stat is None or not stat.ok,
+            f"{label}: STAT afterwards",
+            expected="-ERR",
+            actual=stat.raw if stat else b"",
+        )
         forgive(pop, target)
 
 
@@ -229,7 +241,12 @@ def test_password_is_the_whole_line(pop, target, request):
         observe(request, "the canary password contains a space and logs in (the ALIVE check)")
     for attempt in wrong:
         reply = _login_reply(pop, name, attempt, target)
-        expect(not _authenticated(reply), f"PASS {attempt!r}", "-ERR", reply.raw if reply else b"")
+        expect(
+            not _authenticated(reply),
+            f"PASS {attempt!r}",
+            expected="-ERR",
+            actual=reply.raw if reply else b"",
+        )
 
 
 @case(
@@ -254,8 +271,8 @@ def test_nul_in_credentials_never_authenticates(pop, target):
         expect(
             not _authenticated(reply),
             f"USER {user!r} / PASS with NUL",
-            "-ERR or close",
-            reply.raw if reply else b"",
+            expected="-ERR or close",
+            actual=reply.raw if reply else b"",
         )
 
 
@@ -281,8 +298,8 @@ def test_control_characters_in_credentials_never_authenticate(pop, target):
         expect(
             not _authenticated(reply),
             f"USER {user!r} / PASS {secret!r}",
-            "-ERR or close",
-            reply.raw if reply else b"",
+            expected="-ERR or close",
+            actual=reply.raw if reply else b"",
         )
 
 
@@ -298,7 +315,7 @@ def test_malformed_apop_is_refused(pop, target, request):
     account = apop_account(target)
     client, timestamp = greeting_timestamp(pop, target)
     bad = client.command(f"APOP {account.user} {'0' * 32}", check=False)
-    expect(not bad.ok, "APOP with a wrong digest", "-ERR", bad.raw)
+    expect(not bad.ok, "APOP with a wrong digest", expected="-ERR", actual=bad.raw)
     good = apop_digest(timestamp, account.password)
     probes = {
         "no digest": f"APOP {account.user}",
@@ -313,15 +330,20 @@ def test_malformed_apop_is_refused(pop, target, request):
         if apop_timestamp(other.greeting) is None:
             unimplemented("the greeting carries no APOP timestamp")
         reply = reply_unless_closed(other, line)
-        expect(reply is None or not reply.ok, f"APOP with {label}", "-ERR", reply.raw if reply else b"")
+        expect(
+            reply is None or not reply.ok,
+            f"APOP with {label}",
+            expected="-ERR",
+            actual=reply.raw if reply else b"",
+        )
         texts[label] = reply.raw if reply else b"(closed)"
         forgive(pop, target)
     observe(request, f"bad digest: {bad.raw!r}; unknown user: {texts['unknown user']!r}")
     expect(
         texts["unknown user"] == bad.raw,
         "APOP for an unknown user vs a bad digest",
-        bad.raw,
-        texts["unknown user"],
+        expected=bad.raw,
+        actual=texts["unknown user"],
     )
 
 
@@ -405,20 +427,20 @@ def test_path_like_usernames_are_unknown_users(pop, target, request):
         full = target.embedded or index < 3
         got = replies(name.encode(), password=full)
         wanted = reference if full else user_only
-        expect(got == wanted, f"USER {name!r} answered like an unknown user", wanted, got)
+        expect(got == wanted, f"USER {name!r} answered like an unknown user", expected=wanted, actual=got)
     long_reply = replies(b"a" * 1024)
     expect(
         long_reply == reference or long_reply[0] in (False, "closed"),
         "USER with a 1 KiB name: like an unknown user, or -ERR (line too long)",
-        reference,
-        long_reply,
+        expected=reference,
+        actual=long_reply,
     )
     if root is not None:
         expect(
             _tree(root) == before,
             "the mail root is unchanged (white-box)",
-            "no new entries",
-            _tree(root) ^ before,
+            expected="no new entries",
+            actual=_tree(root) ^ before,
         )
     else:
         observe(request, "white-box tree check skipped (mail root unknown)")
@@ -447,13 +469,16 @@ def test_oversized_sasl_response_is_refused(pop, target, capabilities):
         except (ConnectionClosed, OSError):
             reply = None
         expect(
-            not _authenticated(reply), "a 10 KiB SASL response", "-ERR or close", reply.raw if reply else b""
+            not _authenticated(reply),
+            "a 10 KiB SASL response",
+            expected="-ERR or close",
+            actual=reply.raw if reply else b"",
         )
     other = pop(login=False)
     reply = reply_unless_closed(other, "AUTH PLAIN " + "QUFB" * 100)
     expect(
         not _authenticated(reply),
         "AUTH PLAIN with a 400-octet initial response",
-        "-ERR",
-        reply.raw if reply else b"",
+        expected="-ERR",
+        actual=reply.raw if reply else b"",
     )

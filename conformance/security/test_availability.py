@@ -37,7 +37,7 @@ def test_trickle_does_not_extend_prelogin_deadline(target, request):
     idle = target.idle_timeout or 600.0
     step = min(20.0, deadline / 6, idle / 2)
     sock, greeting = open_raw(target, "plain" if target.pop3 else "implicit")
-    expect(greeting.startswith(b"+OK"), "greeting", "+OK", greeting)
+    expect(greeting.startswith(b"+OK"), "greeting", expected="+OK", actual=greeting)
     started = time.monotonic()
     try:
         while time.monotonic() - started < deadline * 1.5 + 10:
@@ -48,7 +48,12 @@ def test_trickle_does_not_extend_prelogin_deadline(target, request):
             if closed_within(sock, step):
                 break
         else:
-            expect(False, "closed by the pre-login deadline", f"<= {deadline * 1.5 + 10:.0f} s", "still open")
+            expect(
+                False,
+                "closed by the pre-login deadline",
+                expected=f"<= {deadline * 1.5 + 10:.0f} s",
+                actual="still open",
+            )
         took = time.monotonic() - started
         observe(
             request, f"closed after {took:.0f} s (deadline {deadline:.0f} s, one byte every {step:.1f} s)"
@@ -56,8 +61,8 @@ def test_trickle_does_not_extend_prelogin_deadline(target, request):
         expect(
             took <= deadline * 1.5 + 10,
             "closed by the pre-login deadline",
-            f"~{deadline:.0f} s",
-            f"{took:.0f} s",
+            expected=f"~{deadline:.0f} s",
+            actual=f"{took:.0f} s",
         )
     finally:
         sock.close()
@@ -97,13 +102,28 @@ def test_connection_flood_is_refused_gracefully(pop, target, request):
             else:
                 stalled += 1
         observe(request, f"{flood} connections to {endpoint.port}: {accepted} greeted, {refused} refused")
-        expect(holder.noop().ok, "NOOP in the logged-in session during the flood", "+OK", "-ERR")
-        expect(stalled == 0, "every flood connection greeted or refused", "no stalls", f"{stalled} stalled")
         expect(
-            refused > 0, f"a flood of {flood} connections from one address", "some refused", "all accepted"
+            holder.noop().ok, "NOOP in the logged-in session during the flood", expected="+OK", actual="-ERR"
+        )
+        expect(
+            stalled == 0,
+            "every flood connection greeted or refused",
+            expected="no stalls",
+            actual=f"{stalled} stalled",
+        )
+        expect(
+            refused > 0,
+            f"a flood of {flood} connections from one address",
+            expected="some refused",
+            actual="all accepted",
         )
         if limit:
-            expect(accepted <= limit, "connections accepted from one address", f"<= {limit}", accepted)
+            expect(
+                accepted <= limit,
+                "connections accepted from one address",
+                expected=f"<= {limit}",
+                actual=accepted,
+            )
     finally:
         for sock in socks:
             sock.close()
@@ -151,7 +171,7 @@ def test_mass_reset_leaves_server_up(pop, target, request):
         for sock in socks:
             _rst(sock)
     line = _greeting_after_reset(target, mode)
-    expect(line.startswith(b"+OK"), "greeting right after the mass reset", "+OK", line)
+    expect(line.startswith(b"+OK"), "greeting right after the mass reset", expected="+OK", actual=line)
 
 
 def _greeting_after_reset(target, mode: str, wait: float = 5.0) -> bytes:
@@ -204,18 +224,18 @@ def test_stalled_big_retr_keeps_memory_bounded(pop, target, request):
         assert client.sock is not None
         client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         client.send_raw(b"RETR %d\r\n" % number)
-        expect(client.read_line().startswith(b"+OK"), "RETR status", "+OK", "")
+        expect(client.read_line().startswith(b"+OK"), "RETR status", expected="+OK", actual="")
         time.sleep(3)
         other = pop(user=target.second_user)
-        expect(other.noop().ok, "another user is served meanwhile", "+OK", "-ERR")
+        expect(other.noop().ok, "another user is served meanwhile", expected="+OK", actual="-ERR")
         other.quit()
         grown = rss(pid) - baseline
         observe(request, f"server RSS grew {grown / 2**20:.1f} MiB during a stalled 100 MB RETR")
         expect(
             grown < 50 * 2**20,
             "server memory during a stalled 100 MB RETR",
-            "< 50 MiB growth",
-            f"{grown / 2**20:.0f} MiB",
+            expected="< 50 MiB growth",
+            actual=f"{grown / 2**20:.0f} MiB",
         )
         _rst(client.sock)
         client.sock = None

@@ -51,7 +51,12 @@ def test_long_lines_are_refused(pop, target, request):
                 client = login_when_unlocked(pop, target) if state == "TRANSACTION" else pop(login=False)
                 reply = _send_long_line(client, size, crlf)
                 what = f"{label} line {'with' if crlf else 'without'} CRLF in {state}"
-                expect(reply is None or not reply.ok, what, "-ERR or close", reply.raw if reply else b"")
+                expect(
+                    reply is None or not reply.ok,
+                    what,
+                    expected="-ERR or close",
+                    actual=reply.raw if reply else b"",
+                )
                 client.close()
     if pid:
         grown = rss(pid) - before
@@ -59,8 +64,8 @@ def test_long_lines_are_refused(pop, target, request):
         expect(
             grown < 64 * 2**20,
             "server memory after the long lines",
-            "< 64 MiB growth",
-            f"{grown / 2**20:.0f} MiB",
+            expected="< 64 MiB growth",
+            actual=f"{grown / 2**20:.0f} MiB",
         )
 
 
@@ -69,9 +74,9 @@ LEAK = re.compile(rb"\(nil\)|0x[0-9a-fA-F]{6,}")
 
 
 def _check_reply(raw: bytes, what: str) -> None:
-    expect(raw.startswith((b"+OK", b"-ERR")), what, "+OK or -ERR", raw)
-    expect(len(raw) <= 512, f"{what}: length", "<= 512 octets", len(raw))
-    expect(not LEAK.search(raw), f"{what}: no memory contents echoed", "literal text", raw)
+    expect(raw.startswith((b"+OK", b"-ERR")), what, expected="+OK or -ERR", actual=raw)
+    expect(len(raw) <= 512, f"{what}: length", expected="<= 512 octets", actual=len(raw))
+    expect(not LEAK.search(raw), f"{what}: no memory contents echoed", expected="literal text", actual=raw)
 
 
 @case(
@@ -105,9 +110,9 @@ def test_format_strings_are_literal(pop, target):
         f"UIDL {FORMAT}",
     ):
         reply = reply_unless_closed(client, line)
-        expect(reply is not None, f"{line}: still connected", "a reply", "closed")
+        expect(reply is not None, f"{line}: still connected", expected="a reply", actual="closed")
         _check_reply(reply.raw, line)
-        expect(not reply.ok, line, "-ERR", reply.raw)
+        expect(not reply.ok, line, expected="-ERR", actual=reply.raw)
 
 
 BAD_NUMBERS = [
@@ -149,11 +154,15 @@ def test_malformed_message_numbers_are_refused(pop, target):
             # in a new session (nothing was removed: no QUIT was sent).
             client.close()
             client = login_when_unlocked(pop, target)
-            expect(client.stat()[0] == count, "STAT in a new session", count, client.stat()[0])
+            expect(
+                client.stat()[0] == count, "STAT in a new session", expected=count, actual=client.stat()[0]
+            )
             reply = client.command(line, check=False)
-        expect(not reply.ok, line, "-ERR", reply.raw)
+        expect(not reply.ok, line, expected="-ERR", actual=reply.raw)
     count_now = client.stat()[0]
-    expect(count_now == count, "STAT after the probes (nothing marked deleted)", count, count_now)
+    expect(
+        count_now == count, "STAT after the probes (nothing marked deleted)", expected=count, actual=count_now
+    )
 
 
 def _replies_before_stat(client, probe: bytes) -> tuple[int, tuple[int, int] | None]:
@@ -182,8 +191,10 @@ def test_bare_cr_does_not_split_commands(pop, target):
     if not count:
         unimplemented("the maildrop is empty (nothing for DELE 1 to hit)")
     replies, stat = _replies_before_stat(client, b"NOOP\rDELE 1\r\n")
-    expect(replies == 1, "replies to NOOP<CR>DELE 1<CRLF>", 1, replies)
-    expect(stat is not None and stat[0] == count, "STAT afterwards (DELE not run)", count, stat)
+    expect(replies == 1, "replies to NOOP<CR>DELE 1<CRLF>", expected=1, actual=replies)
+    expect(
+        stat is not None and stat[0] == count, "STAT afterwards (DELE not run)", expected=count, actual=stat
+    )
 
 
 @case(
@@ -241,8 +252,8 @@ def test_repeated_unknown_commands_disconnect(pop, target, request):
         expect(
             not received.endswith(b"<still open>"),
             f"100 unknown commands in {state}",
-            "a close",
-            f"{errors} -ERR, still open",
+            expected="a close",
+            actual=f"{errors} -ERR, still open",
         )
         client.close()
 
@@ -274,10 +285,15 @@ def test_echoed_arguments_are_sanitised(pop, target):
         except (OSError, Exception):
             client = pop(login=False)
             continue
-        expect(len(line) <= 512, f"reply to {probe[:20]!r}...: length", "<= 512 octets", len(line))
+        expect(
+            len(line) <= 512,
+            f"reply to {probe[:20]!r}...: length",
+            expected="<= 512 octets",
+            actual=len(line),
+        )
         expect(
             line.endswith(b"\r\n") and not re.search(rb"[\x00-\x1f\x7f]", line[:-2]),
             f"reply to {probe[:20]!r}...: no control characters echoed",
-            "one clean line",
-            line,
+            expected="one clean line",
+            actual=line,
         )

@@ -72,8 +72,13 @@ def test_no_open_relay_without_pop_login(target, request):
         local = smtp.docmd("RCPT", f"TO:<{target.user.user}@{target.domain}>")
         smtp.rset()
     observe(request, f"local recipient control: {local[0]}")
-    expect(not accepted, "relay attempts from an address without a POP login", "all refused", accepted)
-    expect(local[0] == 250, "RCPT to the local test user (control)", 250, local)
+    expect(
+        not accepted,
+        "relay attempts from an address without a POP login",
+        expected="all refused",
+        actual=accepted,
+    )
+    expect(local[0] == 250, "RCPT to the local test user (control)", expected=250, actual=local)
 
 
 @case(
@@ -90,7 +95,7 @@ def test_failed_pop_login_does_not_open_relay(pop, target):
     user = client.command(f"USER {target.user.user}", check=False)
     if user.ok:
         reply = client.pass_(wrong_password(), check=False)
-        expect(not reply.ok, "PASS with a wrong password", "-ERR", reply.raw)
+        expect(not reply.ok, "PASS with a wrong password", expected="-ERR", actual=reply.raw)
     client.close()
     with _session(target, source) as smtp:
         smtp.docmd("MAIL", f"FROM:<{target.user.user}@{target.domain}>")
@@ -99,8 +104,8 @@ def test_failed_pop_login_does_not_open_relay(pop, target):
     expect(
         not 200 <= code < 300,
         "relay after a failed POP login (canary logged in from elsewhere)",
-        "refused",
-        f"{code} {text!r}",
+        expected="refused",
+        actual=f"{code} {text!r}",
     )
 
 
@@ -180,7 +185,10 @@ def test_no_smuggled_second_message(target, guard, request):
         replies = _smuggle(target, recipient, ending)
         seen[label] = replies[0][:3] if replies else b"none"
         expect(
-            len(replies) == 1, f"replies after DATA with {label} and a pipelined second message", 1, replies
+            len(replies) == 1,
+            f"replies after DATA with {label} and a pipelined second message",
+            expected=1,
+            actual=replies,
         )
     observe(request, "; ".join(f"{k}: {v.decode()}" for k, v in seen.items()))
 
@@ -199,7 +207,7 @@ def test_bare_newline_in_data_rejected(target, guard):
     for label, ending in SMUGGLE_ENDINGS.items():
         replies = _smuggle(target, recipient, ending)
         first = replies[0] if replies else b""
-        expect(first[:1] in (b"4", b"5"), f"DATA with {label} in the body", "4xx/5xx", first)
+        expect(first[:1] in (b"4", b"5"), f"DATA with {label} in the body", expected="4xx/5xx", actual=first)
 
 
 @case(
@@ -221,7 +229,12 @@ def test_oversized_declared_message_refused_early(target, request):
             stage = "RCPT"
         smtp.rset()
     observe(request, f"SIZE={size}: {stage} {code} {text!r}")
-    expect(code in (552, 452), f"MAIL/RCPT with SIZE={size}", "552 (or 452)", f"{stage} {code} {text!r}")
+    expect(
+        code in (552, 452),
+        f"MAIL/RCPT with SIZE={size}",
+        expected="552 (or 452)",
+        actual=f"{stage} {code} {text!r}",
+    )
 
 
 @case(
@@ -243,7 +256,7 @@ def test_smtp_starttls_injection(target):
         sock.sendall(b"STARTTLS\r\nRSET\r\n")
         ready = _reply(sock)
         if not ready.startswith(b"220"):
-            expect(True, "", "", "")
+            expect(True, "", expected="", actual="")
             return
         host = target.server_hostname or (
             "localhost" if endpoint.host in ("127.0.0.1", "::1") else endpoint.host
@@ -254,10 +267,10 @@ def test_smtp_starttls_injection(target):
             early = tls.recv(4096)
         except TimeoutError:
             early = b""
-        expect(early == b"", "bytes received inside TLS before any command", "nothing", early)
+        expect(early == b"", "bytes received inside TLS before any command", expected="nothing", actual=early)
         tls.settimeout(10)
         tls.sendall(b"EHLO pop3suite.test\r\n")
-        expect(_reply(tls).startswith(b"250"), "EHLO inside TLS", "250", "")
+        expect(_reply(tls).startswith(b"250"), "EHLO inside TLS", expected="250", actual="")
         tls.sendall(b"QUIT\r\n")
         tls.close()
     finally:

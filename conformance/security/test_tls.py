@@ -38,12 +38,19 @@ def test_cleartext_login_refused_where_policy_forbids_it(pop, target, capabiliti
     client = pop("plain", login=False)
     user = client.command(f"USER {target.user.user}", check=False)
     reply = client.pass_(target.user.password, check=False) if user.ok else user
-    expect(not reply.ok, "USER/PASS with the correct password without TLS", "-ERR", reply.raw)
+    expect(not reply.ok, "USER/PASS with the correct password without TLS", expected="-ERR", actual=reply.raw)
     if "PLAIN" in sasl_mechanisms(capabilities):
         plain = client.auth_plain(target.user.user, target.user.password, check=False)
-        expect(not plain.ok, "AUTH PLAIN with the correct password without TLS", "-ERR", plain.raw)
+        expect(
+            not plain.ok,
+            "AUTH PLAIN with the correct password without TLS",
+            expected="-ERR",
+            actual=plain.raw,
+        )
     stat = client.command("STAT", check=False)
-    expect(not stat.ok, "STAT after the refused logins (still AUTHORIZATION)", "-ERR", stat.raw)
+    expect(
+        not stat.ok, "STAT after the refused logins (still AUTHORIZATION)", expected="-ERR", actual=stat.raw
+    )
 
 
 def _half_client_hello(target) -> bytes:
@@ -80,11 +87,19 @@ def test_stalled_handshakes_do_not_block_service(pop, target, request):
             stalled.append(sock)
         started = time.monotonic()
         client = pop("implicit", login=True, timeout=15)
-        expect(client.noop().ok, "NOOP on a new implicit-TLS session during the stall", "+OK", "-ERR")
+        expect(
+            client.noop().ok,
+            "NOOP on a new implicit-TLS session during the stall",
+            expected="+OK",
+            actual="-ERR",
+        )
         client.quit()
         took = time.monotonic() - started
         expect(
-            took < 10, f"a new client is served while {STALLED} handshakes stall", "< 10 s", f"{took:.1f} s"
+            took < 10,
+            f"a new client is served while {STALLED} handshakes stall",
+            expected="< 10 s",
+            actual=f"{took:.1f} s",
         )
         limit = target.idle_timeout
         if limit is None or limit > 60:
@@ -98,8 +113,8 @@ def test_stalled_handshakes_do_not_block_service(pop, target, request):
         expect(
             open_left == 0,
             "stalled handshakes reaped by the handshake timeout",
-            "0 open",
-            f"{open_left} open",
+            expected="0 open",
+            actual=f"{open_left} open",
         )
     finally:
         for sock in stalled:
