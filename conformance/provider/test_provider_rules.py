@@ -140,6 +140,7 @@ def _rcpt(target, recipient: str, source: str | None = None) -> tuple[int, bytes
     "`550 Relaying denied.` [...] Mail to the server's own hosted domains is accepted on port 25 "
     "from anyone.",
     ref="smtp/relay/2",
+    probes=["S2"],
 )
 def test_relay_denied_without_pop_login(target):
     """From an address with no POP login: RCPT to a foreign domain gets ``550 Relaying denied.``."""
@@ -165,6 +166,7 @@ def test_relay_denied_without_pop_login(target):
     "6",
     "Retrieval over POP over SSL (995) does NOT open the POP-before-SMTP window.",
     ref="smtp/relay/2",
+    probes=["S2"],
 )
 def test_pop3s_login_does_not_open_relay(pop, target):
     """After a login on the implicit-TLS port only, relaying from that address is still denied."""
@@ -190,6 +192,7 @@ def test_pop3s_login_does_not_open_relay(pop, target):
     "(authenticate) over POP on port 110. For 20 minutes after that retrieval, relaying through port "
     "25 is allowed from that client's address.",
     ref="smtp/relay/2",
+    probes=["S2"],
 )
 def test_pop3_login_opens_relay(pop, target):
     """After a login on the plain POP3 port, RCPT to a foreign domain from that address is accepted."""

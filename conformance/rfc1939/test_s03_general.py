@@ -3,14 +3,12 @@ line lengths, keywords, unknown and misplaced commands."""
 
 from __future__ import annotations
 
-import ssl
-
 from conformance.case import MUST, case, expect
-from pop3suite.client import ConnectionClosed
+from conformance.helpers import SERVER_CLOSED
 from pop3suite.proto.limits import MAX_RESPONSE_LINE
 
 #: How a server that closes the connection shows up on our side.
-_CLOSED = (ConnectionClosed, ConnectionError, ssl.SSLError)
+_CLOSED = SERVER_CLOSED
 
 
 @case(
@@ -97,6 +95,7 @@ def test_every_line_ends_with_crlf(pop):
     "3",
     "Responses may be up to 512 characters long, including the terminating CRLF.",
     ref="rfc1939/3/4",
+    probes=["P12"],
 )
 def test_status_lines_at_most_512_octets(pop):
     """Status lines stay within 512 octets even when provoked with long arguments."""
@@ -159,6 +158,7 @@ def test_unknown_and_invalid_commands_get_err(pop):
     "[...] a POP3 server MUST respond to [...] a command issued in the wrong state by responding "
     "with a negative status indicator.",
     ref="rfc1939/3/8",
+    probes=["P6"],
 )
 def test_commands_in_wrong_state_get_err(pop):
     """Transaction commands before login, and login commands after it, get ``-ERR``."""

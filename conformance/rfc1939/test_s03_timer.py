@@ -49,7 +49,7 @@ def _noop_after(client, seconds: float):
 
 
 @pytest.mark.timeout(900)
-@case("rfc1939/3/timer-minimum", MUST, "1939", "3", _SENTENCE, ref="rfc1939/3/9", slow=True)
+@case("rfc1939/3/timer-minimum", MUST, "1939", "3", _SENTENCE, ref="rfc1939/3/9", slow=True, probes=["D2"])
 def test_session_survives_nine_minutes_fifty_idle(pop):
     """Idle 9 min 50 s after login, then NOOP still gets ``+OK`` (timer at least 10 minutes)."""
     client = pop()
@@ -65,7 +65,7 @@ def test_session_survives_nine_minutes_fifty_idle(pop):
 
 
 @pytest.mark.timeout(7200)
-@case("rfc1939/3/timer-not-early", MUST, "1939", "3", _SENTENCE, ref="rfc1939/3/9")
+@case("rfc1939/3/timer-not-early", MUST, "1939", "3", _SENTENCE, ref="rfc1939/3/9", probes=["D2"])
 def test_session_survives_most_of_the_timeout(pop, target):
     """Idle 0.8·T after login, then NOOP still gets ``+OK`` (the server does not close before T)."""
     timeout = _idle_timeout(target)
@@ -82,7 +82,7 @@ def test_session_survives_most_of_the_timeout(pop, target):
 
 
 @pytest.mark.timeout(7200)
-@case("rfc1939/3/timer-reset", SHOULD, "1939", "3", _SENTENCE, ref="rfc1939/3/10")
+@case("rfc1939/3/timer-reset", SHOULD, "1939", "3", _SENTENCE, ref="rfc1939/3/10", probes=["D2"])
 def test_any_command_resets_the_timer(pop, target):
     """NOOP every 0.6·T for 2·T: the session stays open the whole time."""
     timeout = _idle_timeout(target)
@@ -102,7 +102,7 @@ def test_any_command_resets_the_timer(pop, target):
 
 
 @pytest.mark.timeout(7200)
-@case("rfc1939/3/timer-no-update", MUST, "1939", "3", _SENTENCE, ref="rfc1939/3/11")
+@case("rfc1939/3/timer-no-update", MUST, "1939", "3", _SENTENCE, ref="rfc1939/3/11", probes=["D2"])
 def test_timeout_does_not_enter_update(pop, target, mailbox):
     """DELE 1, stay idle until the server closes: the message is still there afterwards."""
     timeout = _idle_timeout(target)

@@ -66,6 +66,7 @@ _TOP_COUNTS = {
     "if the number of lines requested by the POP3 client is greater than than the number of lines in "
     "the body, then the POP3 server sends the entire message.",
     ref="rfc1939/7/1",
+    probes=["P10"],
 )
 def test_top_sends_headers_blank_line_and_n_lines(pop, need, mailbox, fixture_number, name):
     """``TOP m n`` for n = 0, 1, ..., more than the body: headers, blank line, n body lines, stuffed."""
@@ -127,6 +128,7 @@ def test_top_refuses_bad_message_or_line_count(pop, need, mailbox):
     "listing. The unique-id of a message is an arbitrary server-determined string, consisting of one "
     "to 70 characters in the range 0x21 to 0x7E [...]",
     ref="rfc1939/7/2",
+    probes=["P11"],
 )
 def test_uidl_listing_format(pop, need, mailbox, mode):
     """Every UIDL line is ``n uid``: uid 1-70 octets in 0x21-0x7E, nothing after it; one line per message."""
@@ -155,6 +157,7 @@ def test_uidl_listing_format(pop, need, mailbox, mode):
     "identifies a message within a maildrop [...]. Clients should be able to handle a situation "
     "where two identical copies of a message in a maildrop have the same unique-id.",
     ref="rfc1939/7/2",
+    probes=["P11"],
 )
 def test_uidl_unique_within_maildrop(pop, need, mailbox):
     """No two different messages share a unique-id (identical copies may)."""
@@ -255,6 +258,7 @@ def _uid_heads(client, mailbox):
     "The unique-id of a message is an arbitrary server-determined string [...] which persists across "
     "sessions. This persistence is required even if a session ends without entering the UPDATE state.",
     ref="rfc1939/7/3",
+    probes=["P11"],
 )
 def test_uidl_persists_across_sessions(pop, need, target, mailbox):
     """Each unique-id names the same message after a QUIT and after a session dropped with a DELE pending."""
@@ -287,6 +291,7 @@ def test_uidl_persists_across_sessions(pop, need, target, mailbox):
     "the unique-id exists.",
     ref="rfc1939/7/3",
     destructive=True,
+    probes=["P11"],
 )
 def test_uidl_not_reused_after_delete(pop, need, target, mailbox, scratch):
     """Deliver, note the uid, delete, deliver again (twice): a new message never gets an old uid."""
@@ -324,6 +329,7 @@ def test_uidl_not_reused_after_delete(pop, need, target, mailbox, scratch):
     "PASS string [...] Restrictions: may only be given in the AUTHORIZATION state immediately after "
     "a successful USER command",
     ref="rfc1939/7/4",
+    probes=["A4"],
 )
 def test_pass_without_user_is_refused(pop, target):
     """``PASS`` with the right password but no USER gets ``-ERR`` and does not log in."""
@@ -346,6 +352,7 @@ def test_pass_without_user_is_refused(pop, target):
     "PASS string [...] Restrictions: may only be given in the AUTHORIZATION state immediately after "
     "a successful USER command",
     ref="rfc1939/7/4",
+    probes=["A4"],
 )
 def test_pass_after_intervening_command_or_failed_pass(pop, target, request):
     """PASS after a failed PASS (no new USER) or after ``USER, NOOP`` is refused."""
@@ -406,6 +413,7 @@ def test_failed_pass_keeps_authorization_state(pop, target):
     "Servers that answer -ERR to the USER command are giving potential attackers clues about which "
     "names are valid.",
     ref="rfc1939/7/5",
+    probes=["A2"],
 )
 def test_unknown_user_and_wrong_password_look_alike(pop, target, request):
     """USER and PASS replies for an unknown user and for a wrong password have the same shape."""
@@ -445,6 +453,7 @@ def test_unknown_user_and_wrong_password_look_alike(pop, target, request):
     "The syntax of the timestamp corresponds to the `msg-id' in [RFC822], and MUST be different each "
     "time the POP3 server issues a banner greeting.",
     ref="rfc1939/7/6",
+    probes=["A10"],
 )
 def test_apop_timestamp_well_formed_and_unique(pop, target):
     """50 greetings in a row: each carries one ``<...@...>`` timestamp, and no two are the same."""
@@ -518,6 +527,7 @@ def test_apop_right_digest_logs_in_wrong_digest_does_not(pop, target):
     "applying the MD5 algorithm [RFC1321] to a string consisting of the timestamp (including "
     "angle-brackets) followed by a shared secret.",
     ref="rfc1939/7/7",
+    probes=["A11"],
 )
 def test_apop_digest_from_previous_greeting_is_refused(pop, target):
     """A digest that logged in once is refused on the next connection (replay)."""
@@ -543,6 +553,7 @@ def test_apop_digest_from_previous_greeting_is_refused(pop, target):
     "The `digest' parameter itself is a 16-octet value which is sent in hexadecimal format, using "
     "lower-case ASCII characters.",
     ref="rfc1939/7/7",
+    probes=["A12"],
 )
 def test_apop_upper_case_digest(pop, target, request):
     """Whether an upper-case hex digest is accepted (RFC 1939 specifies lower case; accepting is lenient)."""

@@ -43,6 +43,7 @@ def _padded_user_line(name: str) -> str:
     "space, 40 character argument, CRLF) to 255 octets, including the terminating CRLF. Servers which "
     "support the CAPA command MUST support commands up to 255 octets.",
     ref="rfc2449/4/1",
+    probes=["P1"],
 )
 def test_command_of_255_octets_is_accepted(pop, capabilities):
     """A 255-octet ``USER`` line is answered like a short ``USER`` line, with exactly one reply."""
@@ -90,6 +91,7 @@ def test_command_of_255_octets_is_accepted(pop, capabilities):
     "The maximum length of the first line of a command response (including the initial greeting) is "
     "unchanged at 512 octets (including the terminating CRLF).",
     ref="rfc2449/4/2",
+    probes=["P12"],
 )
 def test_first_response_lines_at_most_512_octets(pop, mode, mailbox):
     """The greeting and the first line of every reply, also to 255-octet commands, fit in 512 octets."""

@@ -76,6 +76,7 @@ def test_response_codes_follow_the_status(pop, target, need):
     "accepted. [...] (§8.1.1) LOGIN-DELAY: This occurs on an -ERR response to an AUTH, USER (see note), "
     "PASS or APOP command [...] the server SHOULD NOT issue this response code to the USER command.",
     ref="rfc2449/6.5/1",
+    probes=["A9"],
 )
 def test_login_delay_enforced_after_credentials(pop, target, need):
     """A second login within LOGIN-DELAY seconds gets ``-ERR [LOGIN-DELAY]`` on PASS, not on USER."""
@@ -121,6 +122,7 @@ def test_login_delay_enforced_after_credentials(pop, target, need):
     "time; the client does not have to wait for the response to a command before issuing a subsequent "
     "command. If a server supports PIPELINING, it MUST process each command in turn.",
     ref="rfc2449/6.6/1",
+    probes=["P8"],
 )
 def test_pipelined_commands_answered_in_order(pop, need, mailbox):
     """``STAT LIST UIDL RETR NOOP`` in one write get the same replies as one by one, in order."""
@@ -222,6 +224,7 @@ def test_expire_syntax_in_both_states(pop, target, capabilities, need):
     "authentication was successful, but the user's maildrop is currently in use (probably by another "
     "POP3 client).",
     ref="rfc2449/8.1.2/1",
+    probes=["A8"],
 )
 def test_in_use_only_after_successful_authentication(pop, target, capabilities, need):
     """With the maildrop busy, USER and a wrong password never get ``[IN-USE]``; only good credentials may."""

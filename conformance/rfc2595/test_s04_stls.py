@@ -77,6 +77,7 @@ def test_stls_implies_capa_and_is_advertised(pop, target, capabilities):
     "The STLS command is only permitted in AUTHORIZATION state and the server remains in AUTHORIZATION "
     "state, even if client credentials are supplied during the TLS negotiation.",
     ref="rfc2595/4/2",
+    probes=["T4"],
 )
 def test_stls_after_login_refused(pop, capabilities, need):
     """STLS in TRANSACTION gets ``-ERR``; the session goes on in cleartext."""
@@ -100,6 +101,7 @@ def test_stls_after_login_refused(pop, capabilities, need):
     "AUTHORIZATION state [...] (security-probes T2: nothing said in cleartext, such as a USER name, "
     "carries over into the TLS session.)",
     ref="rfc2595/4/3",
+    probes=["T2"],
 )
 def test_user_before_stls_is_forgotten(pop, target, need):
     """``USER`` before STLS is forgotten: ``PASS`` inside TLS gets ``-ERR`` and logs nobody in."""
@@ -127,6 +129,7 @@ def test_user_before_stls_is_forgotten(pop, target, need):
     "4",
     "A -ERR response MAY result if a security layer is already active.",
     ref="rfc2595/4/4",
+    probes=["T3"],
 )
 def test_stls_with_tls_active_refused(pop, target, mode, request):
     """STLS after an upgrade, or on the implicit-TLS port, gets ``-ERR``; the session stays usable."""
@@ -147,6 +150,7 @@ def test_stls_with_tls_active_refused(pop, target, mode, request):
     'STLS. [...] The capability name "STLS" indicates this command is present and permitted in the '
     "current state.",
     ref="rfc2595/4/5",
+    probes=["T5"],
 )
 def test_stls_not_advertised_after_upgrade(pop):
     """CAPA inside TLS (after STLS) no longer lists STLS."""
@@ -171,6 +175,7 @@ def test_stls_not_advertised_after_upgrade(pop):
     "server response is seen and the TLS negotiation is complete. (security-probes T1: plaintext "
     "pipelined after STLS is discarded or the connection closed; it is never executed inside TLS.)",
     ref="rfc2595/4/6",
+    probes=["T1"],
 )
 def test_plaintext_pipelined_after_stls_is_not_executed(pop, target, need):
     """``STLS\\r\\nCAPA\\r\\n`` in one write: the injected CAPA is never answered, in clear or in TLS."""

@@ -83,6 +83,7 @@ def test_unsupported_mechanism_refused(pop, target, capabilities):
     'to cancel the authentication exchange, it issues a line with a single "*". If the server receives '
     "such a response, it MUST reject the AUTH command by sending an -ERR reply.",
     ref="rfc5034/4/2",
+    probes=["A16"],
 )
 def test_star_cancels_and_session_stays_usable(pop, target, capabilities):
     """``AUTH PLAIN``, ``+ ``, ``*``: ``-ERR``; then AUTH PLAIN with good credentials still logs in."""
@@ -109,6 +110,7 @@ def test_star_cancels_and_session_stays_usable(pop, target, capabilities):
     'encoded as Base64 [...], or consist only of the single character "=" [...] (a response the '
     "server cannot Base64-decode makes it reject the AUTH command with -ERR)",
     ref="rfc5034/4/3",
+    probes=["A16"],
 )
 def test_undecodable_base64_refused(pop, target, capabilities):
     """``AUTH PLAIN !!!!`` and a ``%%%%`` response to the challenge both get ``-ERR``; login still works."""

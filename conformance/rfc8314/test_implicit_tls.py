@@ -148,6 +148,7 @@ def test_greeting_comes_inside_tls(pop, target):
     "begins immediately. (security-probes T7: plaintext sent there gets a TLS alert or a close, never a "
     "plaintext +OK.)",
     ref="rfc8314/3.1/1",
+    probes=["T7"],
 )
 def test_plaintext_on_implicit_port_never_answered(target):
     """``USER x`` sent in clear to the POP3S port never gets ``+OK`` (a close, an alert or garbage)."""
@@ -185,6 +186,7 @@ def test_plaintext_on_implicit_port_never_answered(target):
     "permitted. [...] (§5) TLS 1.1 MUST NOT be used. Negotiation of TLS 1.1 from any version of TLS "
     "MUST NOT be permitted.",
     ref="rfc8314/4.1/1",
+    probes=["T8"],
 )
 def test_tls_1_0_and_1_1_refused(target, capabilities, mode, version):
     """A client that offers only TLS 1.0 (or 1.1) gets no TLS session."""
@@ -209,6 +211,7 @@ def test_tls_1_0_and_1_1_refused(target, capabilities, mode, version):
     "4.1; 9325 §3.1.1",
     "(RFC 9325 §3.1.1) Implementations MUST support TLS 1.2 [RFC5246].",
     ref="rfc8314/4.1/1",
+    probes=["T8"],
 )
 def test_tls_1_2_accepted(target, capabilities, mode):
     """A TLS 1.2-only client completes the handshake and talks POP3 inside."""
@@ -234,6 +237,7 @@ def test_tls_1_2_accepted(target, capabilities, mode):
     "(RFC 9325 §3.1.1) Implementations SHOULD support TLS 1.3 [RFC8446] and, if implemented, MUST prefer "
     "to negotiate TLS 1.3 over earlier versions of TLS.",
     ref="rfc8314/4.1/1",
+    probes=["T8"],
 )
 def test_tls_1_3_accepted(target, capabilities, mode):
     """A TLS 1.3-only client completes the handshake; a client offering 1.2 and 1.3 gets 1.3."""
@@ -267,6 +271,7 @@ def test_tls_1_3_accepted(target, capabilities, mode):
     "cipher suites that use algorithms offering less than 128 bits of security. (security-probes T9: "
     "a client offering only NULL, anonymous, export, RC4 or 3DES suites gets no session.)",
     ref="rfc8314/4.1/1",
+    probes=["T9"],
 )
 def test_weak_cipher_suites_refused(target, capabilities, mode):
     """A TLS 1.2 client offering only NULL, anonymous, RC4, 3DES or export suites gets no session."""
@@ -349,6 +354,7 @@ def test_close_notify_after_quit(target, request):
     'The capability name "STLS" indicates this command is present and permitted in the current state. '
     "[...] A -ERR response MAY result if a security layer is already active.",
     ref="rfc8314/stls-995",
+    probes=["T3"],
 )
 def test_stls_on_implicit_port(pop, request):
     """On the POP3S port STLS is not advertised and is answered ``-ERR``."""

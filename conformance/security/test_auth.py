@@ -17,6 +17,7 @@ from pathlib import Path
 
 from conformance.case import INFO, MUST, SHOULD, case, expect, observe, unimplemented
 from conformance.helpers import (
+    SERVER_CLOSED,
     apop_account,
     apop_digest,
     capa_mode,
@@ -26,7 +27,7 @@ from conformance.helpers import (
     unknown_user,
     wrong_password,
 )
-from pop3suite.client import ConnectionClosed, apop_timestamp
+from pop3suite.client import apop_timestamp
 
 from .probe import forgive
 
@@ -43,7 +44,7 @@ def _login_reply(pop, user: bytes, password: bytes, target=None):
             return first
         client.send_raw(b"PASS " + password + b"\r\n")
         reply = client.read_response()
-    except (ConnectionClosed, OSError):
+    except SERVER_CLOSED:
         reply = None
     if target is not None and not _authenticated(reply):
         forgive(pop, target)
@@ -60,8 +61,11 @@ def _authenticated(reply) -> bool:
     "1939",
     "7, 13 (Dovecot)",
     "USER for an existing and for a non-existent user get byte-identical replies (no user enumeration).",
+    ref="security-probes/3.2/A1",
+    probes=["A1"],
 )
 def test_user_reply_same_for_unknown_user(pop, target):
+    """USER for an existing and an unknown user gets byte-identical replies."""
     known = pop(login=False).command(f"USER {target.user.user}", check=False)
     unknown = pop(login=False).command(f"USER {unknown_user()}", check=False)
     expect(
@@ -103,8 +107,11 @@ TIMING_SAMPLES = 50
     "A wrong PASS for an existing and for a non-existent user take statistically indistinguishable "
     "time (>= 50 interleaved samples each); a noisy result is reported inconclusive, not failed.",
     slow=True,
+    ref="security-probes/3.2/A2",
+    probes=["A2"],
 )
 def test_failed_login_latency_does_not_reveal_users(pop, target, request):
+    """A wrong PASS takes as long for an unknown user as for an existing one."""
     samples: dict[str, list[float]] = {"known": [], "unknown": []}
     client = None
     for i in range(TIMING_SAMPLES):
@@ -156,8 +163,11 @@ def test_failed_login_latency_does_not_reveal_users(pop, target, request):
     "20 rapid wrong PASS from one address are delayed and/or the connection is closed; the server "
     "stays alive and the correct password still works afterwards.",
     hardening=True,
+    ref="security-probes/3.2/A3",
+    probes=["A3"],
 )
 def test_rapid_failed_logins_are_throttled(pop, target, request):
+    """Rapid wrong passwords are delayed or cut off; the right one still works after."""
     started = time.monotonic()
     closes = answered = 0
     client = pop(login=False)
@@ -189,8 +199,11 @@ def test_rapid_failed_logins_are_throttled(pop, target, request):
     "7 (vpopmail CVE-2006-2346)",
     "PASS with no USER, USER or PASS with an empty argument, and PASS after a second USER for another "
     "name get -ERR (or a close) and never authenticate the first user.",
+    ref="security-probes/3.2/A4",
+    probes=["A4"],
 )
 def test_broken_user_pass_sequences_never_authenticate(pop, target):
+    """PASS without USER, empty USER/PASS and PASS after a second USER get -ERR and never log in."""
     name, password = target.user.user.encode(), target.user.password.encode()
     sequences = {
         "PASS without USER": [b"PASS " + password],
@@ -211,7 +224,7 @@ def test_broken_user_pass_sequences_never_authenticate(pop, target):
             try:
                 client.send_raw(line + b"\r\n")
                 last = client.read_response()
-            except (ConnectionClosed, OSError):
+            except SERVER_CLOSED:
                 last = None
                 break
         expect(not _authenticated(last), label, expected="-ERR or close", actual=last.raw if last else b"")
@@ -232,8 +245,11 @@ def test_broken_user_pass_sequences_never_authenticate(pop, target):
     "7",
     "The PASS argument is the whole rest of the line, spaces included: neither a prefix of the "
     "password nor the password plus more words logs in.",
+    ref="security-probes/3.2/A5",
+    probes=["A5"],
 )
 def test_password_is_the_whole_line(pop, target, request):
+    """PASS takes the whole rest of the line: no prefix or extension of the password logs in."""
     name, password = target.user.user.encode(), target.user.password.encode()
     wrong = [password + b" extra"]
     if b" " in password:
@@ -256,8 +272,11 @@ def test_password_is_the_whole_line(pop, target, request):
     "3 (CVE-2019-11500 class)",
     "A NUL octet in USER or PASS gets -ERR or a close; the login is never truncated to a valid user "
     "or password, and the server does not crash.",
+    ref="security-probes/3.2/A6",
+    probes=["A6"],
 )
 def test_nul_in_credentials_never_authenticates(pop, target):
+    """A NUL in USER or PASS gets -ERR or a close and never truncates to valid credentials."""
     name, password = target.user.user.encode(), target.user.password.encode()
     for user, secret in (
         (name + b"\0bob", password),
@@ -283,8 +302,11 @@ def test_nul_in_credentials_never_authenticates(pop, target):
     "3 (CVE-2008-1218)",
     "TAB, CR and other control characters in credentials make the login fail, with no auth-protocol "
     "field injection (PASS x<TAB>master_user=root<TAB>skip_password_check=1).",
+    ref="security-probes/3.2/A7",
+    probes=["A7"],
 )
 def test_control_characters_in_credentials_never_authenticate(pop, target):
+    """Control characters in credentials fail the login (no auth field injection)."""
     name, password = target.user.user.encode(), target.user.password.encode()
     for user, secret in (
         (name, b"x\tmaster_user=root\tskip_password_check=1"),
@@ -310,8 +332,11 @@ def test_control_characters_in_credentials_never_authenticate(pop, target):
     "7, 13 (CVE-2006-2346)",
     "APOP with no, a non-hex or a wrong-length digest, or for an unknown user, gets -ERR; the reply "
     "for an unknown user reads like the one for a bad digest.",
+    ref="security-probes/3.2/A12",
+    probes=["A12"],
 )
 def test_malformed_apop_is_refused(pop, target, request):
+    """Malformed APOP digests and unknown APOP users get -ERR, worded like a bad digest."""
     account = apop_account(target)
     client, timestamp = greeting_timestamp(pop, target)
     bad = client.command(f"APOP {account.user} {'0' * 32}", check=False)
@@ -355,8 +380,11 @@ def test_malformed_apop_is_refused(pop, target, request):
     "APOP offered (a timestamp in the greeting) is reported WEAK: MD5 challenge-response is broken "
     "(Leurent FSE 2007: 3 password characters; Sasaki et al. CT-RSA 2008: 31; Liu et al. 2011: 11 "
     "characters in under a minute), and the secret must be stored in the clear.",
+    ref="security-probes/3.2/A13",
+    probes=["A13"],
 )
 def test_apop_offered_is_weak(pop, target, request):
+    """Records whether APOP (MD5 challenge-response, cleartext secrets) is offered: WEAK."""
     where = []
     for mode in ("plain", "implicit"):
         if (mode == "plain" and target.pop3 is None) or (mode == "implicit" and target.pop3s is None):
@@ -397,8 +425,11 @@ def _tree(root: Path) -> set[str]:
     "7 (Dovecot auth_username_chars; POPular '..' rule)",
     "Path-like user names (../../etc/passwd, /etc/passwd, a/../b, ~root, %2e%2e%2f, 1 KiB names) get "
     "the same replies as an unknown user, and nothing is created or read outside the mail root.",
+    ref="security-probes/3.2/A15",
+    probes=["A15"],
 )
 def test_path_like_usernames_are_unknown_users(pop, target, request):
+    """Path-like user names get the unknown-user reply and touch nothing outside the mail root."""
     root = None
     seed = target.seed
     if seed.startswith("maildir:"):
@@ -416,7 +447,7 @@ def test_path_like_usernames_are_unknown_users(pop, target, request):
             reply = client.read_response()
             forgive(pop, target)
             return (True, None, (reply.ok, reply.code, reply.text))
-        except (ConnectionClosed, OSError):
+        except SERVER_CLOSED:
             return ("closed",)
 
     reference = replies(unknown_user().encode())
@@ -456,8 +487,11 @@ SASL_LIMIT = 8192
     "4 (Dovecot LOGIN_MAX_AUTH_BUF_SIZE; fuzz-sasl-authentication)",
     "An AUTH PLAIN response over 8 KiB, or an over-long initial response, gets -ERR (or a close) "
     "without crash, and never authenticates.",
+    ref="security-probes/3.2/A16",
+    probes=["A16"],
 )
 def test_oversized_sasl_response_is_refused(pop, target, capabilities):
+    """An over-long SASL response gets -ERR or a close, never a login or a crash."""
     if "PLAIN" not in sasl_mechanisms(capabilities):
         unimplemented("SASL PLAIN is not advertised")
     client = pop(login=False)
@@ -466,7 +500,7 @@ def test_oversized_sasl_response_is_refused(pop, target, capabilities):
         client.send_raw(b"QUFB" * (SASL_LIMIT // 4 + 512) + b"\r\n")
         try:
             reply = client.read_response()
-        except (ConnectionClosed, OSError):
+        except SERVER_CLOSED:
             reply = None
         expect(
             not _authenticated(reply),

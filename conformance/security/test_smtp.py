@@ -49,8 +49,11 @@ def _relay_recipients(srv: str, ip: str) -> list[str]:
     "2 (nmap smtp-open-relay)",
     "Without a prior POP login, every nmap smtp-open-relay sender/recipient combination (percent hack, "
     "bang path, quoted local part, IP literal, source route) is refused; a local recipient is accepted.",
+    ref="security-probes/3.5/S1",
+    probes=["S1"],
 )
 def test_no_open_relay_without_pop_login(target, request):
+    """Every nmap open-relay address trick is refused without a POP login; local mail is accepted."""
     source = clean_source(target)
     endpoint = _smtp_endpoint(target)
     ip = endpoint.host if endpoint.host[0].isdigit() else "127.0.0.1"
@@ -88,8 +91,11 @@ def test_no_open_relay_without_pop_login(target, request):
     "2 (DRAC / poprelayd)",
     "A failed POP login does not open POP-before-SMTP relaying for the client's address, and a login "
     "from another address does not either.",
+    ref="security-probes/3.5/S2",
+    probes=["S2"],
 )
 def test_failed_pop_login_does_not_open_relay(pop, target):
+    """A failed POP login, or one from another address, does not open the relay."""
     source = clean_source(target)
     client = pop(login=False, source=source)
     user = client.command(f"USER {target.user.user}", check=False)
@@ -177,8 +183,11 @@ def _smuggle_recipient(target, guard) -> str:
     "4.1.1.4 (CVE-2023-51764, CVE-2023-51765, CVE-2023-51766)",
     "Only CRLF.CRLF ends DATA: a body with LF.LF, LF.CRLF, CR.CR, CRLF.CR or CRLF NUL.CRLF followed by "
     "a pipelined second MAIL/RCPT/DATA yields one reply to the one message, never a second message.",
+    ref="security-probes/3.5/S3",
+    probes=["S3"],
 )
 def test_no_smuggled_second_message(target, guard, request):
+    """Only CRLF.CRLF ends DATA: no smuggled second message."""
     recipient = _smuggle_recipient(target, guard)
     seen = {}
     for label, ending in SMUGGLE_ENDINGS.items():
@@ -201,8 +210,11 @@ def test_no_smuggled_second_message(target, guard, request):
     "A DATA body with a bare CR or LF (or NUL) before the terminator is rejected, as Postfix "
     "smtpd_forbid_bare_newline=yes does.",
     hardening=True,
+    ref="security-probes/3.5/S3",
+    probes=["S3"],
 )
 def test_bare_newline_in_data_rejected(target, guard):
+    """A DATA body with a bare CR, LF or NUL is rejected."""
     recipient = _smuggle_recipient(target, guard)
     for label, ending in SMUGGLE_ENDINGS.items():
         replies = _smuggle(target, recipient, ending)
@@ -217,8 +229,11 @@ def test_bare_newline_in_data_rejected(target, guard):
     "6 (Dovecot lmtp-local.c quota)",
     "A message declared (SIZE=) larger than the server or the account can take is refused with 552 "
     "(or 452) at MAIL or RCPT, before any DATA is accepted.",
+    ref="security-probes/3.5/S4",
+    probes=["S4"],
 )
 def test_oversized_declared_message_refused_early(target, request):
+    """A too-large declared SIZE is refused (552/452) before DATA."""
     with _session(target) as smtp:
         limit = smtp.esmtp_features.get("size", "")
         size = int(limit) + 1 if limit.strip().isdigit() and int(limit) else 2**40
@@ -244,8 +259,11 @@ def test_oversized_declared_message_refused_early(target, request):
     "4.2 (CVE-2011-0411)",
     "STARTTLS<CRLF>RSET<CRLF> in one segment: the RSET sent in clear is not run inside TLS (nothing "
     "is answered before the client's first TLS command).",
+    ref="security-probes/3.5/S5",
+    probes=["S5"],
 )
 def test_smtp_starttls_injection(target):
+    """A command pipelined after STARTTLS in clear is not run inside TLS."""
     endpoint = _smtp_endpoint(target)
     sock = socket.create_connection((endpoint.host, endpoint.port), timeout=15)
     try:
@@ -284,8 +302,11 @@ def test_smtp_starttls_injection(target):
     "4.1.3 (Sendmail leak example)",
     "RCPT TO:<postmaster@[own-ip]> vs <postmaster@[other-ip]> from an address without POP login: "
     "different answers reveal which address literals count as local; recorded.",
+    ref="security-probes/3.5/S6",
+    probes=["S6"],
 )
 def test_ip_literal_answers_recorded(target, request):
+    """Records whether IP-literal recipients reveal which addresses count as local."""
     source = clean_source(target)
     endpoint = _smtp_endpoint(target)
     own = endpoint.host if endpoint.host[0].isdigit() else "127.0.0.1"

@@ -27,8 +27,11 @@ from .probe import closed_within
     "3 (RFC 9325 §3.2; Dovecot auth_allow_cleartext)",
     "Where policy forbids cleartext logins (USER not in CAPA before TLS), USER/PASS and AUTH PLAIN "
     "without TLS fail even with the correct password, and the session stays in AUTHORIZATION.",
+    ref="security-probes/3.1/T6",
+    probes=["T6"],
 )
 def test_cleartext_login_refused_where_policy_forbids_it(pop, target, capabilities):
+    """Where cleartext is forbidden, USER/PASS and AUTH PLAIN fail even with the right password."""
     if target.pop3 is None:
         unimplemented("no plain POP3 endpoint")
     if not capabilities:  # e.g. popa3d: no CAPA (and no TLS), so no announced cleartext policy
@@ -74,8 +77,11 @@ STALLED = 20
     "With many sockets each sending half a ClientHello and stalling, the server keeps accepting and "
     "serving new clients, and reaps the stalled sockets with a handshake or login timeout.",
     hardening=True,
+    ref="security-probes/3.1/T10",
+    probes=["T10"],
 )
 def test_stalled_handshakes_do_not_block_service(pop, target, request):
+    """Stalled half handshakes do not stop the server accepting and serving new clients."""
     if target.pop3s is None:
         unimplemented("no implicit-TLS endpoint (give --pop3s URL)")
     half = _half_client_hello(target)
