@@ -186,7 +186,7 @@ def is_suite_error(error: BaseException) -> bool:
     target that does not resolve or refuses connections, and every other
     exception (a bug in the case or the harness, a parse error of ours).
     """
-    if isinstance(error, ssl.SSLCertVerificationError | _UNREACHABLE):
+    if isinstance(error, (ssl.SSLCertVerificationError, *_UNREACHABLE)):
         return True
     if isinstance(error, CaseFailure | Pop3ClientError | MalformedResponse | TimeoutError | ssl.SSLError):
         return False

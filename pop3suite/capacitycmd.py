@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from pop3suite import preflight
 from pop3suite.loadcmd import add_rcpt_domain
 
 EXIT_USAGE = 2
@@ -104,15 +105,15 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         given = [f for f in ("smtp", "password", "cafile", "server_pid") if getattr(args, f) is not None]
         if given or args.prefill or args.insecure:
             return _fail("--smtp, --password, --cafile, --insecure, --server-pid and --prefill need --target")
+    out = Path(args.report or f"results/{grid.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     external = None
     held: dict = {}
-    if args.target:
-        try:
+    try:
+        preflight.writable_dir(out, "--report")  # before the sweep, not after it
+        if args.target:
             external, held = _external(args, grid)
-        except ValueError as error:  # TargetError too
-            return _fail(str(error))
-    out = Path(args.report or f"results/{grid.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    out.mkdir(parents=True, exist_ok=True)
+    except ValueError as error:  # PreflightError and TargetError too
+        return _fail(str(error))
     doc = {
         "kind": "capacity",
         "scenario": {"name": grid.name, "file": str(grid.path), "description": grid.description},
@@ -183,11 +184,11 @@ def _external(args: argparse.Namespace, grid) -> tuple[dict, dict]:
     from load.capacity.sweep import select_cells
     from pop3suite.loadcmd import _target_run
 
-    external = _target_run(args)
+    external = _target_run(args)  # URL syntax by the shared pre-flight (pop3suite/preflight.py)
     if not args.password:
         raise ValueError("--target needs --password (the password of every cap* account)")
-    if args.cafile and not Path(args.cafile).is_file():
-        raise ValueError(f"--cafile {args.cafile}: no such file")
+    if args.cafile:
+        preflight.readable_file(args.cafile, "--cafile")
     cells, _skipped = select_cells(grid, external=True, verbose=False)
     if any(c.behaviour == "delete" for c in cells) and not external.get("smtp_port"):
         raise ValueError(

@@ -202,6 +202,14 @@ def cmd_report(args: argparse.Namespace) -> int:
         return _cmd_load_report(args)
     from conformance import report
 
+    out = Path(args.out or "results/matrix.html")
+    try:  # before reading anything: an unwritable --out is a usage error, not a traceback at the end
+        preflight.writable_file(out, "--out")
+        if args.markdown:
+            preflight.writable_file(args.markdown, "--markdown")
+    except preflight.PreflightError as error:
+        print(f"pop3suite: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     documents = []
     for directory in args.matrix:
         try:
@@ -209,8 +217,6 @@ def cmd_report(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as error:
             print(f"pop3suite: error: {directory}: no readable results.json ({error})", file=sys.stderr)
             return 2
-    out = Path(args.out or "results/matrix.html")
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report.render_matrix(documents), encoding="utf-8")
     print(f"matrix of {len(documents)} targets: {out}")
     if args.markdown:
@@ -227,6 +233,11 @@ def _cmd_load_report(args: argparse.Namespace) -> int:
         print("pop3suite report: --markdown applies to --matrix only", file=sys.stderr)
         return 2
     out = Path(args.out or args.runs[0])
+    try:
+        preflight.writable_dir(out, "--out")
+    except preflight.PreflightError as error:
+        print(f"pop3suite: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         html = render_report([Path(r) for r in args.runs], out)
     except ReportInputError as error:
