@@ -146,7 +146,6 @@ def cmd_load(args: argparse.Namespace) -> int:
             run = _target_run(args)
             if scenario.delivery.rate > 0 and not run["smtp_port"]:
                 return _fail(f"scenario {scenario.name} delivers mail: give --smtp smtp://HOST:PORT")
-            print(f"pop3suite load: pre-flight of {', '.join(args.target)} ...", file=sys.stderr)
             check_target(args, scenario.accounts(stride))
         else:
             from load import labsetup
