@@ -114,6 +114,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
             external, held = _external(args, grid)
     except ValueError as error:  # PreflightError and TargetError too
         return _fail(str(error))
+    out.mkdir(parents=True, exist_ok=True)
     doc = {
         "kind": "capacity",
         "scenario": {"name": grid.name, "file": str(grid.path), "description": grid.description},
@@ -180,7 +181,7 @@ def _external(args: argparse.Namespace, grid) -> tuple[dict, dict]:
     Raises:
         ValueError: bad options, or the target cannot run the grid (one line).
     """
-    from load.capacity.external import preflight
+    from load.capacity.external import preflight as check_external
     from load.capacity.sweep import select_cells
     from pop3suite.loadcmd import _target_run
 
@@ -196,7 +197,7 @@ def _external(args: argparse.Namespace, grid) -> tuple[dict, dict]:
             "(or run a grid of keep cells only)"
         )
     print(f"capacity: checking {', '.join(args.target)} (accounts, mailbox sizes) ...", file=sys.stderr)
-    held = preflight(external, grid, cells, prefill=args.prefill)
+    held = check_external(external, grid, cells, prefill=args.prefill)
     external["topup"] = bool(args.prefill)  # and before every cell (sweep.run_cell)
     if not external.get("server_pid"):
         print(

@@ -217,6 +217,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as error:
             print(f"pop3suite: error: {directory}: no readable results.json ({error})", file=sys.stderr)
             return 2
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report.render_matrix(documents), encoding="utf-8")
     print(f"matrix of {len(documents)} targets: {out}")
     if args.markdown:

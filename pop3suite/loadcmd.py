@@ -147,9 +147,11 @@ def cmd_load(args: argparse.Namespace) -> int:
             if scenario.delivery.rate > 0 and not run["smtp_port"]:
                 return _fail(f"scenario {scenario.name} delivers mail: give --smtp smtp://HOST:PORT")
             check_target(args, scenario.accounts(stride))
+            results.mkdir(parents=True, exist_ok=True)
         else:
             from load import labsetup
 
+            results.mkdir(parents=True, exist_ok=True)
             lab_dir = Path(tempfile.mkdtemp(prefix="pop3suite-load-"))
             print(f"pop3suite load {scenario.name}: preparing the embedded lab ...", file=sys.stderr)
             target = labsetup.start(scenario, lab_dir / "lab", results, stride)

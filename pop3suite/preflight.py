@@ -18,6 +18,7 @@ longer to greet is not one the suite can test either.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import ssl
@@ -320,8 +321,9 @@ def readable_file(path: str | Path, flag: str) -> None:
 
 
 def writable_dir(path: str | Path, flag: str) -> Path:
-    """``path`` is (or can be made) a directory this process can write into:
-    made if missing, and proven by writing and removing a file there.
+    """``path`` is a directory this process can write into, or one it can
+    make: proven by making it and writing a file there, then removing what
+    the check made (a failed run after it leaves no empty directory behind).
 
     Raises:
         PreflightError: it is a file, or cannot be made or written.
@@ -329,12 +331,17 @@ def writable_dir(path: str | Path, flag: str) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise PreflightError(f"{flag} {path}: exists and is not a directory")
+    missing = [p for p in (path, *path.parents) if not p.exists()]
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as error:
         raise PreflightError(f"{flag} {path}: cannot write there ({error.strerror or error})") from None
+    finally:
+        for made in missing:  # deepest first
+            with contextlib.suppress(OSError):
+                made.rmdir()
     return path
 
 

@@ -178,6 +178,8 @@ def test_writable_dir_refuses_a_file_and_a_path_under_a_file(tmp_path: Path) -> 
     for path, words in ((blocker, "not a directory"), (blocker / "out", "cannot write")):
         with pytest.raises(preflight.PreflightError, match=words):
             preflight.writable_dir(path, "--report")
-    assert preflight.writable_dir(tmp_path / "new" / "dir", "--report").is_dir()
+    # A directory that can be made passes, and the check leaves nothing behind.
+    assert preflight.writable_dir(tmp_path / "new" / "dir", "--report") == tmp_path / "new" / "dir"
+    assert not (tmp_path / "new").exists()
     with pytest.raises(preflight.PreflightError, match="is a directory"):
         preflight.writable_file(tmp_path, "--out")
