@@ -256,3 +256,20 @@ def test_report_out_that_cannot_be_written_is_refused_first(tmp_path: Path):
     started = time.monotonic()
     result = run_pop3suite("report", "--matrix", str(tmp_path), "--out", str(blocker / "m.html"))
     assert_one_line_usage_error(result, time.monotonic() - started, "--out")
+
+
+def test_preflight_logs_in_over_stls_where_cleartext_is_refused(server_factory, lab):
+    """A plain port that advertises STLS but not USER: the pre-flight logs in
+    after STLS (as the suite's cases do), and still names a wrong password."""
+    from pop3suite import preflight
+
+    running = server_factory(cleartext_login=False)
+    endpoint = preflight.Endpoint("--target", "127.0.0.1", running.port(), "none")
+    good = preflight.Account("URL", "alice", PASSWORD)
+    preflight.check_target([endpoint], [good], cafile=str(lab.ca_file))
+    with pytest.raises(preflight.PreflightError, match=r"login as alice .* refused"):
+        preflight.check_target(
+            [endpoint], [preflight.Account("URL", "alice", "nope")], cafile=str(lab.ca_file)
+        )
+    with pytest.raises(preflight.PreflightError, match="--cafile FILE"):  # no CA: trust fails at STLS
+        preflight.check_target([endpoint], [good])
