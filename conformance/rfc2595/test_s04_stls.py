@@ -12,7 +12,7 @@ import ssl
 import pytest
 
 from conformance.case import INFO, MAY, MUST, SHOULD, case, expect, observe, unimplemented
-from conformance.helpers import capa, recv_line
+from conformance.helpers import SERVER_CLOSED, capa, recv_line
 from pop3suite.client import ErrResponse, Pop3Client
 
 #: How long to wait for bytes the server should not send (security-probes T1).
@@ -31,7 +31,7 @@ def _pending_plaintext(sock: socket.socket, wait: float) -> bytes:
         return b""
     try:
         return sock.recv(4096, socket.MSG_PEEK) or b"<EOF>"
-    except OSError as error:
+    except ConnectionError as error:  # reset: the server closed
         return f"<{type(error).__name__}>".encode()
 
 
@@ -196,14 +196,14 @@ def test_plaintext_pipelined_after_stls_is_not_executed(pop, target, need):
         client.sock = target.ssl_context().wrap_socket(client.sock, server_hostname=client.server_hostname)
     except ssl.SSLCertVerificationError:
         raise  # our trust settings, not the server's answer: no verdict
-    except OSError:
+    except (ssl.SSLError, ConnectionError, TimeoutError):
         return  # the server refused the handshake: the injected bytes were not run
     client.sock.settimeout(QUIET_SECONDS)
     try:
         injected = client.sock.recv(4096)
     except TimeoutError:
         injected = b""  # silence: the injected CAPA was discarded
-    except OSError:
+    except SERVER_CLOSED:
         return  # closed: also acceptable
     if injected:
         client.transcript.add("S", injected)
