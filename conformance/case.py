@@ -22,16 +22,28 @@ apart from RFC violations, so a third-party server is never FAILED for it.
 A test that cannot run because the target lacks something (a capability
 not advertised, no APOP account given, fixtures not seeded) calls
 :func:`unimplemented` and is graded UNIMPLEMENTED, never FAILED.
+
+A case the suite could not judge is graded ERROR, never FAILED:
+:func:`is_suite_error` tells the server's doing (a failed check, ``-ERR``
+where ``+OK`` was needed, a reply that is not a status line, a close, a
+reset, silence, a TLS handshake the server broke) from ours (our own
+exception or a harness bug, our TLS trust setting, a target that cannot be
+reached or resolved at all).  ERROR never counts as the server's failure.
 """
 
 from __future__ import annotations
 
 import enum
+import socket
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 import pytest
+
+from pop3suite.client import Pop3ClientError
+from pop3suite.proto.errors import MalformedResponse
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -50,6 +62,7 @@ class Outcome(enum.Enum):
     FAILED = "FAILED"
     INFORMATIONAL = "INFORMATIONAL"
     UNIMPLEMENTED = "UNIMPLEMENTED"
+    ERROR = "ERROR"
 
 
 MUST, SHOULD, MAY, PROVIDER, INFO = Level.MUST, Level.SHOULD, Level.MAY, Level.PROVIDER, Level.INFO
@@ -70,6 +83,8 @@ class CaseInfo:
         destructive: removes mail (DELE + QUIT); needs ``--allow-destructive``.
         hardening: a security-hardening probe, not an RFC rule: a failure is
             NON-STRICT ("hardening gap"), never FAILED.
+        probes: the IDs of ``shared/spec/security-probes.md`` this case
+            implements (``("T1",)``), so the catalogue's coverage can be counted.
     """
 
     id: str
@@ -81,6 +96,7 @@ class CaseInfo:
     slow: bool = False
     destructive: bool = False
     hardening: bool = False
+    probes: tuple[str, ...] = ()
 
     @property
     def profile(self) -> str:
@@ -99,9 +115,12 @@ def case(
     slow: bool = False,
     destructive: bool = False,
     hardening: bool = False,
+    probes: list[str] | tuple[str, ...] = (),
 ) -> Callable[[F], F]:
     """Mark a test function as a conformance case."""
-    info = CaseInfo(id, level, rfc, section, " ".join(sentence.split()), ref, slow, destructive, hardening)
+    info = CaseInfo(
+        id, level, rfc, section, " ".join(sentence.split()), ref, slow, destructive, hardening, tuple(probes)
+    )
 
     def decorate(func: F) -> F:
         return pytest.mark.pop3case(info)(func)
@@ -137,14 +156,42 @@ def observe(request: pytest.FixtureRequest, text: str) -> None:
     request.node.stash.setdefault(OBSERVATIONS, []).append(text)
 
 
-def expect(condition: bool, message: str, expected: object, actual: object) -> None:
-    """Fail the case with Expected/Actual unless ``condition`` holds."""
+def expect(condition: bool, message: str, *, expected: object, actual: object) -> None:
+    """Fail the case with Expected/Actual unless ``condition`` holds.
+
+    ``expected`` and ``actual`` are keyword-only (here and in
+    :func:`expect_equal`, in the same order) so they cannot be swapped."""
     if not condition:
         raise CaseFailure(message, _show(expected), _show(actual))
 
 
-def expect_equal(actual: object, expected: object, message: str) -> None:
-    expect(actual == expected, message, expected, actual)
+def expect_equal(message: str, *, expected: object, actual: object) -> None:
+    """Fail the case with Expected/Actual unless ``actual == expected``."""
+    expect(actual == expected, message, expected=expected, actual=actual)
+
+
+#: OSErrors that say the target could not be reached at all (not an answer
+#: the server gave): name resolution, refused, no route, address in use.
+_UNREACHABLE = (socket.gaierror, ConnectionRefusedError)
+
+
+def is_suite_error(error: BaseException) -> bool:
+    """Whether ``error`` means the suite could not judge (graded ERROR)
+    rather than something the server did (graded by level).
+
+    The server's doing: a :class:`CaseFailure`, any client error for what
+    came over the wire (``-ERR``, a close, a malformed reply), a reset or
+    broken pipe, silence (timeout), a TLS failure other than our trust.
+    Ours: certificate verification (our ``--cafile``/``--insecure``), a
+    target that does not resolve or refuses connections, and every other
+    exception (a bug in the case or the harness, a parse error of ours).
+    """
+    if isinstance(error, (ssl.SSLCertVerificationError, *_UNREACHABLE)):
+        return True
+    if isinstance(error, CaseFailure | Pop3ClientError | MalformedResponse | TimeoutError | ssl.SSLError):
+        return False
+    # A reset, an abort or a broken pipe: the server hung up.  Anything else is ours.
+    return not isinstance(error, ConnectionError)
 
 
 def _show(value: object) -> str:

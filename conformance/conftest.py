@@ -33,10 +33,21 @@ from typing import Any
 
 import pytest
 
+from pop3suite import preflight
 from pop3suite.client import ErrResponse, Pop3Client
 
 from . import report as report_module
-from .case import INFO, MAY, OBSERVATIONS, SHOULD, CaseFailure, CaseInfo, Outcome, unimplemented
+from .case import (
+    INFO,
+    MAY,
+    OBSERVATIONS,
+    SHOULD,
+    CaseFailure,
+    CaseInfo,
+    Outcome,
+    is_suite_error,
+    unimplemented,
+)
 from .mailbox import MailboxIndex, Seeder, build_index
 from .target import Credentials, Target, TargetError, build, load_expectations, load_file
 
@@ -73,6 +84,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--expectations", metavar="FILE", help="TOML file of known deviations: 'case-id' = 'reason'")
     add("--source-address", metavar="ADDR", help="second loopback address for policy probes (127.0.0.2)")
     add("--name", metavar="NAME", help="the target's name in reports (default HOST:PORT)")
+    add("--no-preflight", action="store_true", help="skip the target pre-flight (pop3suite check did it)")
 
 
 def _options(config: pytest.Config) -> dict[str, Any]:
@@ -96,6 +108,33 @@ def _options(config: pytest.Config) -> dict[str, Any]:
 
 def _is_embedded(config: pytest.Config) -> bool:
     return "url" not in _options(config)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Pre-flight (pop3suite/preflight.py) before any case: ``--report`` is
+    writable and an external target answers, is trusted and takes every
+    login given.  A failure stops the run with one line and exit status 2,
+    instead of a run of cases graded against a target the suite cannot use."""
+    config = session.config
+    if config.option.collectonly or config.option.help:
+        return
+    try:
+        if config.getoption("report", None):
+            preflight.writable_dir(config.getoption("report"), "--report")
+        if config.getoption("no_preflight") or _is_embedded(config):
+            return
+        options = _options(config)
+        preflight.check_pop_target(
+            options["url"],
+            pop3s=options.get("pop3s"),
+            apop_user=options.get("apop_user"),
+            second_user=options.get("second_user"),
+            cafile=options.get("cafile"),
+            insecure=bool(options.get("insecure")),
+            server_hostname=options.get("server_hostname"),
+        )
+    except (preflight.PreflightError, TargetError) as error:
+        pytest.exit(f"pre-flight: {error}", returncode=EXIT_USAGE)
 
 
 # ------------------------------------------------------------------ results
@@ -164,7 +203,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("mode", MODES)
 
 
-def _grade(info: CaseInfo, failed: bool) -> Outcome:
+def _grade(info: CaseInfo, failed: bool, error: BaseException | None = None) -> Outcome:
+    """The outcome by level; ERROR when the case stopped on something that
+    is not the server's doing (:func:`conformance.case.is_suite_error`)."""
+    if failed and error is not None and is_suite_error(error):
+        return Outcome.ERROR
     if info.level in (MAY, INFO):
         return Outcome.INFORMATIONAL
     if not failed:
@@ -192,6 +235,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         "description": info.sentence,
         "ref": info.ref,
         "kind": "hardening" if info.hardening else "rfc",
+        "probes": list(info.probes),
         "expected": "",
         "actual": "",
         "transcript": "",
@@ -203,7 +247,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         record["outcome"] = Outcome.UNIMPLEMENTED.value
         record["actual"] = reason.removeprefix("Skipped: ").removeprefix("UNIMPLEMENTED: ")
     else:
-        outcome = _grade(info, report.failed)
+        error = call.excinfo.value if report.failed and call.excinfo is not None else None
+        outcome = _grade(info, report.failed, error)
         record["outcome"] = outcome.value
         if report.failed and call.excinfo is not None:
             error = call.excinfo.value
@@ -216,7 +261,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         if outcome is Outcome.FAILED and deviation:
             record["deviation"] = deviation
         shown = "KNOWN-DEVIATION" if record.get("deviation") else record["outcome"]
-        if report.failed and (outcome is not Outcome.FAILED or deviation):
+        if outcome is Outcome.ERROR:
+            record["message"] = "the suite could not judge this case (not the server's failure)"
+        if report.failed and outcome is not Outcome.ERROR and (outcome is not Outcome.FAILED or deviation):
             # Graded: does not fail the run.  A failed *setup* must not turn
             # into "passed", or pytest would go on to call the case without
             # its fixtures (and record a second, bogus KeyError outcome).
@@ -244,10 +291,34 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -
                 "FAILED": "F",
                 "INFORMATIONAL": "i",
                 "KNOWN-DEVIATION": "D",
+                "ERROR": "E",
             }
             short = short.get(value, "?")
             return value.lower(), short, value
     return None
+
+
+#: Exit statuses of ``pytest conformance`` and ``pop3suite check`` (docs/conformance.md).
+EXIT_CONFORMANT, EXIT_FAILED, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3
+
+
+def run_status(records: list[dict[str, Any]]) -> int:
+    """0 conformant, 1 some case FAILED (not a known deviation), 3 the run
+    finished but some case could not be judged (ERROR); FAILED wins."""
+    if any(r["outcome"] == Outcome.FAILED.value and not r.get("deviation") for r in records):
+        return EXIT_FAILED
+    if any(r["outcome"] == Outcome.ERROR.value for r in records):
+        return EXIT_ERROR
+    return EXIT_CONFORMANT
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The run's exit status from the graded records, not from pytest's
+    pass/fail (an ERROR case is a failed pytest test but not a FAILED case)."""
+    records = session.config.stash[RESULTS].records
+    if records and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        session.exitstatus = run_status(records)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -260,7 +331,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     counts: dict[str, int] = {}
     for record in results.records:
         counts[record["outcome"]] = counts.get(record["outcome"], 0) + 1
-    write("   ".join(f"{o.value}: {counts.get(o.value, 0)}" for o in Outcome))
+    graded = [o for o in Outcome if o is not Outcome.ERROR]
+    write("server:   " + "   ".join(f"{o.value}: {counts.get(o.value, 0)}" for o in graded))
+    write(f"suite:    ERROR: {counts.get(Outcome.ERROR.value, 0)}   (cases the suite could not judge; "
+          "not the server's failure)")  # fmt: skip
     for record in results.records:
         if record["outcome"] in ("FAILED", "NON-STRICT"):
             note = f"  (known deviation: {record['deviation']})" if record.get("deviation") else ""
@@ -271,6 +345,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             if record.get("expected"):
                 write(f"            Expected: {record['expected'][:300]}")
             write(f"            Actual:   {record['actual'][:300]}")
+    errors = [r for r in results.records if r["outcome"] == Outcome.ERROR.value]
+    if errors:
+        write("could not judge (ERROR: a suite bug, our TLS trust setting, or the target unreachable):")
+        for record in errors:
+            write(f"ERROR       {record['id']}  {record['actual'][:300]}")
     report_dir = config.getoption("report", None)
     if report_dir:
         paths = report_module.write_reports(Path(report_dir), results)

@@ -38,6 +38,13 @@ from .target import Credentials, Target
 #: The ``pop`` fixture: ``pop(mode=None, login=True, user=None, ...)``.
 Connect = Callable[..., Pop3Client]
 
+#: What a real close by the server looks like on our side: EOF
+#: (:class:`ConnectionClosed`), a reset, an abort or a broken pipe, or a TLS
+#: session that ended (with or without close_notify).  Nothing else is a
+#: close: silence is a TimeoutError, a reply that is not a status line a
+#: MalformedResponse, and our own errors stay ours (graded ERROR).
+SERVER_CLOSED = (ConnectionClosed, ConnectionError, ssl.SSLEOFError, ssl.SSLZeroReturnError)
+
 #: A STAT reply (RFC 1939 §5 drop listing): ``+OK count octets``.
 STAT_REPLY = re.compile(rb"\+OK (\d+) (\d+)(?: .*)?\r\n")
 
@@ -136,7 +143,7 @@ def bytes_until_close(client: Pop3Client, timeout: float = 10.0) -> bytes | None
 
     Exists because several rules are about the close itself: after QUIT
     (RFC 1939 §6), on the idle timer (§3), before a new login may take the
-    lock.  A reset or a TLS error counts as closed.
+    lock.  A reset or the end of the TLS session counts as closed.
     """
     assert client.sock is not None
     client.sock.settimeout(timeout)
@@ -149,7 +156,7 @@ def bytes_until_close(client: Pop3Client, timeout: float = 10.0) -> bytes | None
             received += chunk
     except TimeoutError:
         return None
-    except (ConnectionError, ssl.SSLError):
+    except SERVER_CLOSED:
         return received
 
 
@@ -167,7 +174,7 @@ def quit_and_wait(client: Pop3Client, timeout: float = 10.0) -> None:
 
 def reply_unless_closed(client: Pop3Client, command: str) -> Response | None:
     """The reply to ``command``, or None if the server has closed the
-    connection (or the socket failed) instead of answering.
+    connection (:data:`SERVER_CLOSED`) instead of answering.
 
     Exists because RFC 1939 §4 lets a server close after a failed
     authentication command, and idle-timer cases expect a close: the cases
@@ -175,7 +182,7 @@ def reply_unless_closed(client: Pop3Client, command: str) -> Response | None:
     """
     try:
         return client.command(command, check=False)
-    except (ConnectionClosed, OSError):
+    except SERVER_CLOSED:
         return None
 
 

@@ -5,7 +5,11 @@ and a matrix across targets (Autobahn|Testsuite's model).
 
     {"target": ..., "profile": ..., "started": ..., "counts": {...},
      "cases": [{"id", "level", "outcome", "rfc", "section", "description",
-                "expected", "actual", "transcript", "duration_s", ...}]}
+                "probes", "expected", "actual", "transcript", "duration_s", ...}]}
+
+ERROR (the suite could not judge the case) is counted and shown apart from
+the server's outcomes everywhere: its own line in the summary, a JUnit
+``<error>`` rather than a ``<failure>``, its own colour in the matrix.
 """
 
 from __future__ import annotations
@@ -17,13 +21,16 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
-OUTCOMES = ("OK", "NON-STRICT", "FAILED", "INFORMATIONAL", "UNIMPLEMENTED")
+OUTCOMES = ("OK", "NON-STRICT", "FAILED", "INFORMATIONAL", "UNIMPLEMENTED", "ERROR")
+#: report.html lists cases in this order: what needs a look first.
+ORDER = {"FAILED": 0, "ERROR": 1, "NON-STRICT": 2, "UNIMPLEMENTED": 3, "INFORMATIONAL": 4, "OK": 5}
 COLOURS = {
     "OK": "#c8f7c5",
     "NON-STRICT": "#fff3b0",
     "FAILED": "#f7c5c5",
     "INFORMATIONAL": "#dde8ff",
     "UNIMPLEMENTED": "#e6e6e6",
+    "ERROR": "#e0c8f7",
 }
 
 
@@ -36,7 +43,10 @@ def counts(cases: list[dict[str, Any]]) -> dict[str, int]:
 
 def finding(case: dict[str, Any]) -> str:
     """What a non-OK outcome means: "RFC violation" or "hardening gap" (a
-    security probe no RFC requires; never FAILED), else ""."""
+    security probe no RFC requires; never FAILED), "suite could not judge"
+    for ERROR, else ""."""
+    if case["outcome"] == "ERROR":
+        return "suite could not judge"
     if case["outcome"] not in ("FAILED", "NON-STRICT"):
         return ""
     return "hardening gap" if case.get("kind") == "hardening" else "RFC violation"
@@ -64,13 +74,15 @@ def write_reports(directory: Path, results: Any) -> list[Path]:
 
 
 def junit(document: dict[str, Any]) -> bytes:
-    """JUnit XML: FAILED (not a known deviation) is a failure, UNIMPLEMENTED a skip."""
+    """JUnit XML: FAILED (not a known deviation) is a failure, ERROR an
+    error (the suite's, not the server's), UNIMPLEMENTED a skip."""
     cases = document["cases"]
     suite = ElementTree.Element(
         "testsuite",
         name=f"pop3suite conformance: {document['target']} ({document['profile']})",
         tests=str(len(cases)),
         failures=str(sum(1 for c in cases if c["outcome"] == "FAILED" and not c.get("deviation"))),
+        errors=str(sum(1 for c in cases if c["outcome"] == "ERROR")),
         skipped=str(sum(1 for c in cases if c["outcome"] == "UNIMPLEMENTED")),
     )
     for case in cases:
@@ -84,6 +96,9 @@ def junit(document: dict[str, Any]) -> bytes:
         )
         if case["outcome"] == "FAILED" and not case.get("deviation"):
             ElementTree.SubElement(element, "failure", message=case["actual"][:200]).text = text
+        elif case["outcome"] == "ERROR":
+            message = f"suite could not judge: {case['actual'][:200]}"
+            ElementTree.SubElement(element, "error", message=message).text = text
         elif case["outcome"] == "UNIMPLEMENTED":
             ElementTree.SubElement(element, "skipped", message=case["actual"][:200])
         else:
@@ -105,12 +120,32 @@ def _cell(outcome: str, title: str = "") -> str:
     )
 
 
+_FILTER_SCRIPT = """
+function pop3filter(){
+ var o=document.getElementById('f-outcome').value,l=document.getElementById('f-level').value,n=0;
+ document.querySelectorAll('tr.case').forEach(function(r){
+  var show=(!o||r.dataset.outcome===o)&&(!l||r.dataset.level===l);r.hidden=!show;if(show)n++;});
+ document.getElementById('f-count').textContent=n+' shown';}
+"""
+
+
+def _options(values: list[str]) -> str:
+    esc = html.escape
+    return '<option value="">all</option>' + "".join(
+        f'<option value="{esc(v)}">{esc(v)}</option>' for v in values
+    )
+
+
 def render_html(document: dict[str, Any]) -> str:
-    """One target's report: counts, then every case with its evidence."""
+    """One target's report: counts, then every case with its evidence,
+    failures first (FAILED, then ERROR, then the rest), with a filter by
+    outcome and by level (inline script; the file stands alone)."""
     esc = html.escape
     rows = []
-    for case in document["cases"]:
+    cases = sorted(document["cases"], key=lambda c: (ORDER.get(c["outcome"], 9), c["id"]))
+    for case in cases:
         deviation = f"<br><em>known deviation: {esc(case['deviation'])}</em>" if case.get("deviation") else ""
+        probes = f"<br><small>probes: {esc(', '.join(case['probes']))}</small>" if case.get("probes") else ""
         evidence = ""
         if case["expected"] or case["actual"] or case["transcript"]:
             evidence = (
@@ -119,16 +154,28 @@ def render_html(document: dict[str, Any]) -> str:
                 f"<pre>{esc(case['transcript'])}</pre></details>"
             )
         rows.append(
-            f"<tr><td class=id>{esc(case['id'])}</td><td>{esc(case['level'])}</td>"
+            f'<tr class=case data-outcome="{esc(case["outcome"])}" data-level="{esc(case["level"])}">'
+            f"<td class=id>{esc(case['id'])}</td><td>{esc(case['level'])}</td>"
             f"<td>RFC {esc(case['rfc'])} §{esc(case['section'])}</td>{_cell(case['outcome'])}"
-            f"<td>{esc(finding(case))}</td><td>{esc(case['description'])}{deviation}{evidence}</td></tr>"
+            f"<td>{esc(finding(case))}</td><td>{esc(case['description'])}{probes}{deviation}{evidence}</td></tr>"
         )
     tally = " ".join(f"{_cell(k)}<td>{v}</td>" for k, v in document["counts"].items())
+    outcomes = sorted({c["outcome"] for c in document["cases"]}, key=lambda o: ORDER.get(o, 9))
+    levels = sorted({c["level"] for c in document["cases"]})
+    filters = (
+        "<p>outcome <select id=f-outcome onchange=pop3filter()>" + _options(outcomes) + "</select> "
+        "level <select id=f-level onchange=pop3filter()>" + _options(levels) + "</select> "
+        f"<span id=f-count>{len(cases)} shown</span></p>"
+    )
     return (
         f"<!doctype html><meta charset=utf-8><title>pop3suite: {esc(document['target'])}</title>"
-        f"<style>{_STYLE}</style><h1>pop3suite conformance: {esc(document['target'])}</h1>"
+        f"<style>{_STYLE}</style><script>{_FILTER_SCRIPT}</script>"
+        f"<h1>pop3suite conformance: {esc(document['target'])}</h1>"
         f"<p>profile <b>{esc(document['profile'])}</b>, started {esc(document['started'])}, "
-        f"{document['duration_s']} s</p><table><tr>{tally}</tr></table><h2>Cases</h2>"
+        f"{document['duration_s']} s</p><table><tr>{tally}</tr></table>"
+        "<p>ERROR: the suite could not judge the case (its own error, the TLS trust setting, or the "
+        "target unreachable); it is not counted as the server's failure.</p>"
+        f"<h2>Cases</h2>{filters}"
         "<table><tr><th>case</th><th>level</th><th>where</th><th>outcome</th><th>finding</th>"
         "<th>requirement</th></tr>" + "".join(rows) + "</table>"
     )
@@ -169,7 +216,8 @@ def render_matrix(documents: list[dict[str, Any]]) -> str:
     return (
         f"<!doctype html><meta charset=utf-8><title>pop3suite matrix</title><style>{_STYLE}</style>"
         "<h1>pop3suite conformance matrix</h1>"
-        "<p>* = known deviation recorded in the target's expectations.</p>"
+        "<p>* = known deviation recorded in the target's expectations. "
+        "ERROR = the suite could not judge (not the server's failure).</p>"
         f"<table><tr><th>case</th><th>level</th>{header}</tr><tr><td colspan=2>totals</td>{totals}</tr>"
         + "".join(rows)
         + "</table>"

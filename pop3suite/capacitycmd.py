@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from pop3suite import preflight
 from pop3suite.loadcmd import add_rcpt_domain
 
 EXIT_USAGE = 2
@@ -104,14 +105,15 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         given = [f for f in ("smtp", "password", "cafile", "server_pid") if getattr(args, f) is not None]
         if given or args.prefill or args.insecure:
             return _fail("--smtp, --password, --cafile, --insecure, --server-pid and --prefill need --target")
+    out = Path(args.report or f"results/{grid.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     external = None
     held: dict = {}
-    if args.target:
-        try:
+    try:
+        preflight.writable_dir(out, "--report")  # before the sweep, not after it
+        if args.target:
             external, held = _external(args, grid)
-        except ValueError as error:  # TargetError too
-            return _fail(str(error))
-    out = Path(args.report or f"results/{grid.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    except ValueError as error:  # PreflightError and TargetError too
+        return _fail(str(error))
     out.mkdir(parents=True, exist_ok=True)
     doc = {
         "kind": "capacity",
@@ -179,15 +181,15 @@ def _external(args: argparse.Namespace, grid) -> tuple[dict, dict]:
     Raises:
         ValueError: bad options, or the target cannot run the grid (one line).
     """
-    from load.capacity.external import preflight
+    from load.capacity.external import preflight as check_external
     from load.capacity.sweep import select_cells
     from pop3suite.loadcmd import _target_run
 
-    external = _target_run(args)
+    external = _target_run(args)  # URL syntax by the shared pre-flight (pop3suite/preflight.py)
     if not args.password:
         raise ValueError("--target needs --password (the password of every cap* account)")
-    if args.cafile and not Path(args.cafile).is_file():
-        raise ValueError(f"--cafile {args.cafile}: no such file")
+    if args.cafile:
+        preflight.readable_file(args.cafile, "--cafile")
     cells, _skipped = select_cells(grid, external=True, verbose=False)
     if any(c.behaviour == "delete" for c in cells) and not external.get("smtp_port"):
         raise ValueError(
@@ -195,7 +197,7 @@ def _external(args: argparse.Namespace, grid) -> tuple[dict, dict]:
             "(or run a grid of keep cells only)"
         )
     print(f"capacity: checking {', '.join(args.target)} (accounts, mailbox sizes) ...", file=sys.stderr)
-    held = preflight(external, grid, cells, prefill=args.prefill)
+    held = check_external(external, grid, cells, prefill=args.prefill)
     external["topup"] = bool(args.prefill)  # and before every cell (sweep.run_cell)
     if not external.get("server_pid"):
         print(

@@ -2,8 +2,11 @@
 
 ``check`` runs the installed ``conformance`` package under pytest with the
 same options ``pytest conformance`` takes, so both spellings behave alike.
-Its exit status is non-zero iff a case was FAILED (and not a known deviation
-from ``--expectations``).
+Before any case runs, the target and ``--report`` pass a pre-flight
+(pop3suite/preflight.py).  Exit status (docs/conformance.md): 0 conformant,
+1 some case FAILED (not a known deviation from ``--expectations``), 2 a usage
+error or a failed pre-flight (nothing ran), 3 the run finished but some case
+could not be judged (ERROR); FAILED wins over ERROR.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ import sys
 from pathlib import Path
 
 import conformance
+from pop3suite import preflight
+
+EXIT_USAGE = 2
 
 CHECK_VALUE_OPTIONS = (
     "pop3s",
@@ -96,7 +102,51 @@ def pytest_args(args: argparse.Namespace) -> list[str]:
             argv.append("--" + key.replace("_", "-"))
     if args.keyword:
         argv += ["-k", args.keyword]
+    if args.url or args.target_file:
+        argv.append("--no-preflight")  # cmd_check did it (run_preflight)
     return argv
+
+
+def run_preflight(args: argparse.Namespace) -> None:
+    """The pre-flight of ``check``: ``--report`` is writable and, for an
+    external target (URL or ``--target-file``), the target answers and every
+    account logs in.  The embedded server needs none.
+
+    Raises:
+        preflight.PreflightError: one line naming the flag and what was found.
+    """
+    if args.report:
+        preflight.writable_dir(args.report, "--report")
+    if not (args.url or args.target_file):
+        return
+    from conformance.target import TargetError, load_file
+
+    values: dict = {}
+    if args.target_file:
+        try:
+            values = load_file(args.target_file)
+        except TargetError as error:
+            raise preflight.PreflightError(f"--target-file {error}") from None
+    for key in ("pop3s", "apop_user", "second_user", "cafile"):
+        if getattr(args, key) is not None:
+            values[key] = getattr(args, key)
+    if args.insecure:
+        values["insecure"] = True
+    url = args.url or values.get("url")
+    if not isinstance(url, str):
+        raise preflight.PreflightError(
+            f'--target-file {args.target_file}: no url = "pop3://USER:PASS@HOST:PORT"'
+        )
+    preflight.check_pop_target(
+        url,
+        url_flag="URL" if args.url else f"--target-file {args.target_file}: url",
+        pop3s=values.get("pop3s"),
+        apop_user=values.get("apop_user"),
+        second_user=values.get("second_user"),
+        cafile=values.get("cafile"),
+        insecure=bool(values.get("insecure")),
+        server_hostname=values.get("server_hostname"),
+    )
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -109,13 +159,17 @@ def cmd_check(args: argparse.Namespace) -> int:
         from conformance.embedded import STORAGE_ENV
 
         os.environ[STORAGE_ENV] = args.storage
-
+    try:
+        run_preflight(args)
+    except preflight.PreflightError as error:
+        print(f"pop3suite check: {error}", file=sys.stderr)
+        return EXIT_USAGE
     code = pytest.main(pytest_args(args))
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
         print("pop3suite check: no case matched", file=sys.stderr)
-        return 2
-    if code == pytest.ExitCode.USAGE_ERROR:  # a bad option or input file: nothing ran
-        return 2
+        return EXIT_USAGE
+    if code == pytest.ExitCode.USAGE_ERROR:  # pytest's 4: our 2 (nothing ran)
+        return EXIT_USAGE
     return int(code)
 
 
@@ -148,6 +202,14 @@ def cmd_report(args: argparse.Namespace) -> int:
         return _cmd_load_report(args)
     from conformance import report
 
+    out = Path(args.out or "results/matrix.html")
+    try:  # before reading anything: an unwritable --out is a usage error, not a traceback at the end
+        preflight.writable_file(out, "--out")
+        if args.markdown:
+            preflight.writable_file(args.markdown, "--markdown")
+    except preflight.PreflightError as error:
+        print(f"pop3suite: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     documents = []
     for directory in args.matrix:
         try:
@@ -155,7 +217,6 @@ def cmd_report(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as error:
             print(f"pop3suite: error: {directory}: no readable results.json ({error})", file=sys.stderr)
             return 2
-    out = Path(args.out or "results/matrix.html")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report.render_matrix(documents), encoding="utf-8")
     print(f"matrix of {len(documents)} targets: {out}")
@@ -173,6 +234,11 @@ def _cmd_load_report(args: argparse.Namespace) -> int:
         print("pop3suite report: --markdown applies to --matrix only", file=sys.stderr)
         return 2
     out = Path(args.out or args.runs[0])
+    try:
+        preflight.writable_dir(out, "--out")
+    except preflight.PreflightError as error:
+        print(f"pop3suite: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         html = render_report([Path(r) for r in args.runs], out)
     except ReportInputError as error:

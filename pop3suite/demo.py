@@ -150,7 +150,8 @@ def run_conformance(results: Path) -> tuple[int, dict[str, int]]:
     took = time.perf_counter() - started
     print("  " + "   ".join(f"{k}: {v}" for k, v in counts.items()) + f"   ({took:.0f} s)")
     for line in completed.stdout.splitlines():
-        if line.startswith(("FAILED ", "NON-STRICT ")) or line.strip().startswith(("Expected:", "Actual:")):
+        verdict = line.startswith(("FAILED ", "NON-STRICT ", "ERROR "))
+        if verdict or line.strip().startswith(("Expected:", "Actual:")):
             print("  " + line)
     print(f"  report: {results / 'report.html'}")
     return completed.returncode, counts

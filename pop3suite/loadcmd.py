@@ -7,7 +7,8 @@ server's PID, writes ``run.json`` and runs ``locust -f load/locustfile.py``
 (one stand-alone process, or a master and ``--workers`` worker processes on
 loopback).  The locustfile evaluates the verdicts; the exit status is
 Locust's: 0 when every SLO and the ledger passed, 1 otherwise, 2 for usage
-errors.
+errors and a failed pre-flight (pop3suite/preflight.py: ``--report`` cannot be
+written, or ``--target`` cannot be reached, trusted or logged in to).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from pop3suite import preflight
 
 EXIT_USAGE = 2
 
@@ -73,9 +76,30 @@ def add_rcpt_domain(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def check_target(args: argparse.Namespace, accounts: dict) -> None:
+    """The pre-flight of ``load --target`` (pop3suite/preflight.py): every
+    ``--target`` answers with a trusted ``+OK`` greeting, and ``--password``
+    logs in to the first and the last account of every client class (the
+    accounts of a class are one numbered range: a range that is missing or
+    too short shows at its ends), so a run never starts against a target
+    whose every login would fail.
+
+    Raises:
+        preflight.PreflightError: one line naming the flag and what was found.
+    """
+    endpoints = [preflight.parse_url(url, "--target")[0] for url in args.target]
+    ends: dict[str, list[str]] = {}
+    for account, client in accounts.items():
+        ends.setdefault(client.name, []).append(account)
+    chosen = sorted({name for names in ends.values() for name in (names[0], names[-1])})
+    logins = [preflight.Account("--password", name, args.password or "") for name in chosen]
+    preflight.check_target(endpoints, logins, cafile=args.cafile, insecure=args.insecure)
+
+
 def _target_run(args: argparse.Namespace) -> dict:
     run: dict = {"host": None, "pop3_port": None, "pop3s_port": None, "smtp_port": None}
     for url in args.target:
+        preflight.parse_url(url, "--target")  # scheme, host and port, one line if wrong
         parts = urlsplit(url)
         if parts.scheme not in ("pop3", "pop3s") or not parts.hostname:
             raise ValueError(f"--target {url}: expected pop3://HOST:PORT or pop3s://HOST:PORT")
@@ -109,7 +133,10 @@ def cmd_load(args: argparse.Namespace) -> int:
     if args.run_time:
         scenario = scenario.with_run_time(args.run_time)
     results = Path(args.report or f"results/{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    results.mkdir(parents=True, exist_ok=True)
+    try:
+        preflight.writable_dir(results, "--report")
+    except preflight.PreflightError as error:
+        return _fail(str(error))
     workers = max(0, args.workers)
     stride = max(1, workers)
     target = None
@@ -119,9 +146,12 @@ def cmd_load(args: argparse.Namespace) -> int:
             run = _target_run(args)
             if scenario.delivery.rate > 0 and not run["smtp_port"]:
                 return _fail(f"scenario {scenario.name} delivers mail: give --smtp smtp://HOST:PORT")
+            check_target(args, scenario.accounts(stride))
+            results.mkdir(parents=True, exist_ok=True)
         else:
             from load import labsetup
 
+            results.mkdir(parents=True, exist_ok=True)
             lab_dir = Path(tempfile.mkdtemp(prefix="pop3suite-load-"))
             print(f"pop3suite load {scenario.name}: preparing the embedded lab ...", file=sys.stderr)
             target = labsetup.start(scenario, lab_dir / "lab", results, stride)

@@ -119,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         "`pop3suite check --fast` run; the provider profile adds only the provider's rules.",
         "`*` marks a FAILED that is a known deviation recorded in "
         "`conformance/expectations/<server>.toml` (each names the RFC sentence and the observed bytes).",
+        "ERROR marks a case the suite could not judge (its own error, TLS trust, the peer unreachable): "
+        "it is not the server's failure.",
         "Provider columns judge each server as its peer script sets it up: the peers have no SMTP side "
         "(POP-before-SMTP cases are UNIMPLEMENTED), and where a peer's password store keeps recoverable "
         "secrets APOP is on for every account, so `provider/apop-off-by-default` (APOP off unless the "

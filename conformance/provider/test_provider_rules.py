@@ -43,15 +43,20 @@ def test_idle_session_closed_after_two_minutes(pop, target):
     started = time.monotonic()
     time.sleep(PROVIDER_IDLE_TIMEOUT - 5)
     response = reply_unless_closed(early, "NOOP")
-    expect(response is not None and response.ok, "NOOP after 115 s idle", "+OK", response and response.raw)
+    expect(
+        response is not None and response.ok,
+        "NOOP after 115 s idle",
+        expected="+OK",
+        actual=response and response.raw,
+    )
     if late is None:  # one account: the NOOP restarted the timer; wait a full period again
         late, started = early, time.monotonic()
     time.sleep(max(0.0, PROVIDER_IDLE_TIMEOUT + 5 - (time.monotonic() - started)))
     expect(
         bytes_until_close(late, 5.0) is not None,
         "session closed after 125 s idle",
-        "connection closed",
-        "still open",
+        expected="connection closed",
+        actual="still open",
     )
 
 
@@ -70,7 +75,7 @@ def test_declared_idle_timeout_is_two_minutes(target, request):
     if target.idle_timeout is None:
         unimplemented("the server's idle timeout is not known (give --idle-timeout SECONDS)")
     observe(request, f"declared idle timeout: {target.idle_timeout:g} s")
-    expect_equal(target.idle_timeout, PROVIDER_IDLE_TIMEOUT, "declared idle timeout (s)")
+    expect_equal("declared idle timeout (s)", expected=PROVIDER_IDLE_TIMEOUT, actual=target.idle_timeout)
 
 
 @case(
@@ -90,8 +95,8 @@ def test_apop_off_for_ordinary_account(pop, target):
     expect(
         not response.ok and response.code_str != "IN-USE",
         f"APOP for {account.user}, whose APOP was never switched on ([IN-USE] means it authenticated)",
-        "-ERR",
-        response.raw,
+        expected="-ERR",
+        actual=response.raw,
     )
 
 
@@ -120,7 +125,7 @@ def _rcpt(target, recipient: str, source: str | None = None) -> tuple[int, bytes
         smtp.ehlo("pop3suite.test")
         sender = f"{target.user.user}@{target.domain}"
         code, message = smtp.mail(sender)
-        expect(code == 250, f"MAIL FROM:<{sender}>", "250", f"{code} {message!r}")
+        expect(code == 250, f"MAIL FROM:<{sender}>", expected="250", actual=f"{code} {message!r}")
         reply = smtp.rcpt(recipient)
         smtp.rset()
     return reply
@@ -135,19 +140,22 @@ def _rcpt(target, recipient: str, source: str | None = None) -> tuple[int, bytes
     "`550 Relaying denied.` [...] Mail to the server's own hosted domains is accepted on port 25 "
     "from anyone.",
     ref="smtp/relay/2",
+    probes=["S2"],
 )
 def test_relay_denied_without_pop_login(target):
     """From an address with no POP login: RCPT to a foreign domain gets ``550 Relaying denied.``."""
     _smtp_endpoint(target)
     source = _second_address(target)
     code, message = _rcpt(target, f"{target.user.user}@{target.domain}", source)
-    expect(code in (250, 251), "RCPT to a hosted mailbox (control)", "250", f"{code} {message!r}")
+    expect(
+        code in (250, 251), "RCPT to a hosted mailbox (control)", expected="250", actual=f"{code} {message!r}"
+    )
     code, message = _rcpt(target, FOREIGN_RECIPIENT, source)
     expect(
         code == 550 and RELAY_DENIED in message,
         "relay without POP login",
-        "550 Relaying denied.",
-        f"{code} {message!r}",
+        expected="550 Relaying denied.",
+        actual=f"{code} {message!r}",
     )
 
 
@@ -158,6 +166,7 @@ def test_relay_denied_without_pop_login(target):
     "6",
     "Retrieval over POP over SSL (995) does NOT open the POP-before-SMTP window.",
     ref="smtp/relay/2",
+    probes=["S2"],
 )
 def test_pop3s_login_does_not_open_relay(pop, target):
     """After a login on the implicit-TLS port only, relaying from that address is still denied."""
@@ -169,8 +178,8 @@ def test_pop3s_login_does_not_open_relay(pop, target):
     expect(
         code == 550 and RELAY_DENIED in message,
         "relay after a POP3S-only login",
-        "550 Relaying denied.",
-        f"{code} {message!r}",
+        expected="550 Relaying denied.",
+        actual=f"{code} {message!r}",
     )
 
 
@@ -183,6 +192,7 @@ def test_pop3s_login_does_not_open_relay(pop, target):
     "(authenticate) over POP on port 110. For 20 minutes after that retrieval, relaying through port "
     "25 is allowed from that client's address.",
     ref="smtp/relay/2",
+    probes=["S2"],
 )
 def test_pop3_login_opens_relay(pop, target):
     """After a login on the plain POP3 port, RCPT to a foreign domain from that address is accepted."""
@@ -190,4 +200,4 @@ def test_pop3_login_opens_relay(pop, target):
     client = pop("plain")
     client.quit()
     code, message = _rcpt(target, FOREIGN_RECIPIENT)
-    expect(code in (250, 251), "relay right after a POP3 login", "250", f"{code} {message!r}")
+    expect(code in (250, 251), "relay right after a POP3 login", expected="250", actual=f"{code} {message!r}")

@@ -49,30 +49,40 @@ def _noop_after(client, seconds: float):
 
 
 @pytest.mark.timeout(900)
-@case("rfc1939/3/timer-minimum", MUST, "1939", "3", _SENTENCE, ref="rfc1939/3/9", slow=True)
+@case("rfc1939/3/timer-minimum", MUST, "1939", "3", _SENTENCE, ref="rfc1939/3/9", slow=True, probes=["D2"])
 def test_session_survives_nine_minutes_fifty_idle(pop):
     """Idle 9 min 50 s after login, then NOOP still gets ``+OK`` (timer at least 10 minutes)."""
     client = pop()
     response = _noop_after(client, RFC_MINIMUM - 10)
-    expect(response is not None, "session open after 590 s idle", "+OK to NOOP", "connection closed")
+    expect(
+        response is not None,
+        "session open after 590 s idle",
+        expected="+OK to NOOP",
+        actual="connection closed",
+    )
     assert response is not None
-    expect(response.ok, "NOOP after 590 s idle", "+OK", response.raw)
+    expect(response.ok, "NOOP after 590 s idle", expected="+OK", actual=response.raw)
 
 
 @pytest.mark.timeout(7200)
-@case("rfc1939/3/timer-not-early", MUST, "1939", "3", _SENTENCE, ref="rfc1939/3/9")
+@case("rfc1939/3/timer-not-early", MUST, "1939", "3", _SENTENCE, ref="rfc1939/3/9", probes=["D2"])
 def test_session_survives_most_of_the_timeout(pop, target):
     """Idle 0.8·T after login, then NOOP still gets ``+OK`` (the server does not close before T)."""
     timeout = _idle_timeout(target)
     client = pop()
     response = _noop_after(client, 0.8 * timeout)
-    expect(response is not None, f"session open after {0.8 * timeout:g} s idle", "+OK", "connection closed")
+    expect(
+        response is not None,
+        f"session open after {0.8 * timeout:g} s idle",
+        expected="+OK",
+        actual="connection closed",
+    )
     assert response is not None
-    expect(response.ok, "NOOP after 0.8·T idle", "+OK", response.raw)
+    expect(response.ok, "NOOP after 0.8·T idle", expected="+OK", actual=response.raw)
 
 
 @pytest.mark.timeout(7200)
-@case("rfc1939/3/timer-reset", SHOULD, "1939", "3", _SENTENCE, ref="rfc1939/3/10")
+@case("rfc1939/3/timer-reset", SHOULD, "1939", "3", _SENTENCE, ref="rfc1939/3/10", probes=["D2"])
 def test_any_command_resets_the_timer(pop, target):
     """NOOP every 0.6·T for 2·T: the session stays open the whole time."""
     timeout = _idle_timeout(target)
@@ -82,14 +92,17 @@ def test_any_command_resets_the_timer(pop, target):
         response = _noop_after(client, 0.6 * timeout)
         elapsed = time.monotonic() - start
         expect(
-            response is not None, f"session open after {elapsed:.1f} s of NOOPs", "+OK", "connection closed"
+            response is not None,
+            f"session open after {elapsed:.1f} s of NOOPs",
+            expected="+OK",
+            actual="connection closed",
         )
         assert response is not None
-        expect(response.ok, f"NOOP at {elapsed:.1f} s", "+OK", response.raw)
+        expect(response.ok, f"NOOP at {elapsed:.1f} s", expected="+OK", actual=response.raw)
 
 
 @pytest.mark.timeout(7200)
-@case("rfc1939/3/timer-no-update", MUST, "1939", "3", _SENTENCE, ref="rfc1939/3/11")
+@case("rfc1939/3/timer-no-update", MUST, "1939", "3", _SENTENCE, ref="rfc1939/3/11", probes=["D2"])
 def test_timeout_does_not_enter_update(pop, target, mailbox):
     """DELE 1, stay idle until the server closes: the message is still there afterwards."""
     timeout = _idle_timeout(target)
@@ -105,8 +118,18 @@ def test_timeout_does_not_enter_update(pop, target, mailbox):
     after_client = login_when_unlocked(pop, target)
     after = inventory(after_client, mailbox)
     missing = before - after
-    expect(not missing, "nothing removed when the idle timer expired", "every message", dict(missing))
-    expect(after_client.stat()[0] >= count, "message count not lower", f">= {count}", after_client.stat()[0])
+    expect(
+        not missing,
+        "nothing removed when the idle timer expired",
+        expected="every message",
+        actual=dict(missing),
+    )
+    expect(
+        after_client.stat()[0] >= count,
+        "message count not lower",
+        expected=f">= {count}",
+        actual=after_client.stat()[0],
+    )
 
 
 @pytest.mark.timeout(7200)
@@ -118,4 +141,4 @@ def test_timeout_closes_without_a_response(pop, target):
     sent = bytes_until_close(client, timeout + _margin(timeout))
     if sent is None:
         unimplemented(f"the server did not close the idle session within {timeout + _margin(timeout):g} s")
-    expect(sent == b"", "nothing sent before the close", "EOF only", sent)
+    expect(sent == b"", "nothing sent before the close", expected="EOF only", actual=sent)

@@ -66,6 +66,6 @@ def test_list_size_does_not_change_within_a_session(pop, target, mailbox, scratc
     expect(
         all(size == steps[0][1] for _, size in steps),
         f"LIST {number} gives one exact size all session, and RETR {number} sends that many octets",
-        f"{first[number]} every time",
-        shown,
+        expected=f"{first[number]} every time",
+        actual=shown,
     )

@@ -60,19 +60,29 @@ def test_quit_removes_exactly_the_marked_messages(pop, target, mailbox, scratch)
     for nonce in nonces[:2]:
         client.dele(found[nonce])
     response = client.command("QUIT", check=False)
-    expect(response.ok, "QUIT after DELE (-ERR only on a resource shortage)", "+OK", response.raw)
     expect(
-        bytes_until_close(client) is not None, "server closes the connection after QUIT", "EOF", "still open"
+        response.ok, "QUIT after DELE (-ERR only on a resource shortage)", expected="+OK", actual=response.raw
+    )
+    expect(
+        bytes_until_close(client) is not None,
+        "server closes the connection after QUIT",
+        expected="EOF",
+        actual="still open",
     )
     client.close()
     after_client = login_when_unlocked(pop, target)
     after = inventory(after_client, mailbox)
     missing = (before - Counter(marked)) - after
     expect(
-        not missing, "no unmarked message is removed", "every unmarked message", f"missing {dict(missing)}"
+        not missing,
+        "no unmarked message is removed",
+        expected="every unmarked message",
+        actual=f"missing {dict(missing)}",
     )
     present = _scratch_present(after_client, mailbox, nonces)
-    expect_equal(present, {nonces[2]}, "scratch messages left after QUIT (two of three were marked)")
+    expect_equal(
+        "scratch messages left after QUIT (two of three were marked)", expected={nonces[2]}, actual=present
+    )
     after_client.quit()
     _remove_scratch(pop, target, mailbox, nonces[2:])
 
@@ -90,14 +100,24 @@ def test_quit_releases_lock_and_closes(pop, target):
     """After ``+OK`` to QUIT the server closes the connection, and a new login succeeds at once."""
     client = pop()
     response = client.command("QUIT", check=False)
-    expect(response.ok, "QUIT in TRANSACTION", "+OK", response.raw)
+    expect(response.ok, "QUIT in TRANSACTION", expected="+OK", actual=response.raw)
     rest = bytes_until_close(client)
-    expect(rest is not None, "server closes the connection after QUIT", "EOF", "still open after 10 s")
-    expect_equal(rest, b"", "nothing after the QUIT reply")
+    expect(
+        rest is not None,
+        "server closes the connection after QUIT",
+        expected="EOF",
+        actual="still open after 10 s",
+    )
+    expect_equal("nothing after the QUIT reply", expected=b"", actual=rest)
     again = pop(login=False)
     again.user(target.user.user)
     login = again.pass_(target.user.password, check=False)
-    expect(login.ok, "login right after the previous session's QUIT (lock released)", "+OK", login.raw)
+    expect(
+        login.ok,
+        "login right after the previous session's QUIT (lock released)",
+        expected="+OK",
+        actual=login.raw,
+    )
 
 
 def _abort(client, how):
@@ -176,8 +196,18 @@ def test_session_ending_without_quit_removes_nothing(pop, target, mailbox, how):
     after_client = login_when_unlocked(pop, target)
     after = inventory(after_client, mailbox)
     missing = before - after
-    expect(not missing, f"nothing removed after the session ended by {how}", "every message", dict(missing))
-    expect(after_client.stat()[0] >= count, "message count not lower", f">= {count}", after_client.stat()[0])
+    expect(
+        not missing,
+        f"nothing removed after the session ended by {how}",
+        expected="every message",
+        actual=dict(missing),
+    )
+    expect(
+        after_client.stat()[0] >= count,
+        "message count not lower",
+        expected=f">= {count}",
+        actual=after_client.stat()[0],
+    )
 
 
 @case(
@@ -206,7 +236,7 @@ def test_random_dele_rset_then_quit_removes_only_marked(pop, target, mailbox, sc
         if rng.random() < 0.2:
             steps.append("RSET")
             response = client.command("RSET", check=False)
-            expect(response.ok, f"RSET (seed {seed}, {steps})", "+OK", response.raw)
+            expect(response.ok, f"RSET (seed {seed}, {steps})", expected="+OK", actual=response.raw)
             marked.clear()
         else:
             nonce = rng.choice(nonces)
@@ -216,11 +246,13 @@ def test_random_dele_rset_then_quit_removes_only_marked(pop, target, mailbox, sc
             expect(
                 response.ok == expected_ok,
                 f"DELE of a {'marked' if nonce in marked else 'unmarked'} message (seed {seed}, {steps})",
-                "+OK" if expected_ok else "-ERR",
-                response.raw,
+                expected="+OK" if expected_ok else "-ERR",
+                actual=response.raw,
             )
             marked.add(nonce)
-        expect_equal(client.stat()[0], count - len(marked), f"STAT count (seed {seed}, {steps})")
+        expect_equal(
+            f"STAT count (seed {seed}, {steps})", expected=count - len(marked), actual=client.stat()[0]
+        )
     if len(marked) == len(nonces):  # keep at least one unmarked scratch message
         client.rset()
         marked.clear()
@@ -230,16 +262,23 @@ def test_random_dele_rset_then_quit_removes_only_marked(pop, target, mailbox, sc
         marked.add(nonces[0])
         steps.append(f"DELE {found[nonces[0]]}")
     response = client.command("QUIT", check=False)
-    expect(response.ok, "QUIT", "+OK", response.raw)
+    expect(response.ok, "QUIT", expected="+OK", actual=response.raw)
     client.close()
     after_client = login_when_unlocked(pop, target)
     after = inventory(after_client, mailbox)
     gone = Counter(names[found[nonce]] for nonce in marked)
     missing = (before - gone) - after
     expect(
-        not missing, f"unmarked messages kept (seed {seed}, {steps})", "all kept", f"missing {dict(missing)}"
+        not missing,
+        f"unmarked messages kept (seed {seed}, {steps})",
+        expected="all kept",
+        actual=f"missing {dict(missing)}",
     )
     present = _scratch_present(after_client, mailbox, nonces)
-    expect_equal(present, set(nonces) - marked, f"scratch messages left after QUIT (seed {seed}, {steps})")
+    expect_equal(
+        f"scratch messages left after QUIT (seed {seed}, {steps})",
+        expected=set(nonces) - marked,
+        actual=present,
+    )
     after_client.quit()
     _remove_scratch(pop, target, mailbox, [nonce for nonce in nonces if nonce not in marked])

@@ -66,6 +66,7 @@ _TOP_COUNTS = {
     "if the number of lines requested by the POP3 client is greater than than the number of lines in "
     "the body, then the POP3 server sends the entire message.",
     ref="rfc1939/7/1",
+    probes=["P10"],
 )
 def test_top_sends_headers_blank_line_and_n_lines(pop, need, mailbox, fixture_number, name):
     """``TOP m n`` for n = 0, 1, ..., more than the body: headers, blank line, n body lines, stuffed."""
@@ -78,9 +79,11 @@ def test_top_sends_headers_blank_line_and_n_lines(pop, need, mailbox, fixture_nu
     for lines in _TOP_COUNTS[name]:
         body = client.multiline(f"TOP {number} {lines}")
         expected = _top_expected(message, lines)
-        expect(body.data == expected, f"TOP {number} {lines} ({name})", expected, body.data)
+        expect(body.data == expected, f"TOP {number} {lines} ({name})", expected=expected, actual=body.data)
         expect_equal(
-            body.unstuffed_dot_lines, 0, f"TOP {number} {lines}: lines starting with '.' byte-stuffed"
+            f"TOP {number} {lines}: lines starting with '.' byte-stuffed",
+            expected=0,
+            actual=body.unstuffed_dot_lines,
         )
 
 
@@ -103,13 +106,13 @@ def test_top_refuses_bad_message_or_line_count(pop, need, mailbox):
         unimplemented("maildrop is empty")
     for command in (f"TOP {count + 1} 0", "TOP 0 0", "TOP 1 -1", "TOP 1", "TOP"):
         response = client.command(command, check=False)
-        expect(not response.ok, f"{command!r} must be refused", "-ERR", response.raw)
+        expect(not response.ok, f"{command!r} must be refused", expected="-ERR", actual=response.raw)
     client.dele(1)
     response = client.command("TOP 1 0", check=False)
-    expect(not response.ok, "TOP of a message marked deleted", "-ERR", response.raw)
+    expect(not response.ok, "TOP of a message marked deleted", expected="-ERR", actual=response.raw)
     client.rset()
     noop = client.command("NOOP", check=False)
-    expect(noop.ok, "session still usable", "+OK", noop.raw)
+    expect(noop.ok, "session still usable", expected="+OK", actual=noop.raw)
 
 
 # ------------------------------------------------------------------ UIDL
@@ -125,6 +128,7 @@ def test_top_refuses_bad_message_or_line_count(pop, need, mailbox):
     "listing. The unique-id of a message is an arbitrary server-determined string, consisting of one "
     "to 70 characters in the range 0x21 to 0x7E [...]",
     ref="rfc1939/7/2",
+    probes=["P11"],
 )
 def test_uidl_listing_format(pop, need, mailbox, mode):
     """Every UIDL line is ``n uid``: uid 1-70 octets in 0x21-0x7E, nothing after it; one line per message."""
@@ -134,10 +138,14 @@ def test_uidl_listing_format(pop, need, mailbox, mode):
     numbers = []
     for line in client.multiline("UIDL").lines():
         match = _UID_LINE.fullmatch(line)
-        expect(match is not None, "unique-id listing syntax", "<n> <1-70 chars 0x21-0x7E>", line)
+        expect(
+            match is not None, "unique-id listing syntax", expected="<n> <1-70 chars 0x21-0x7E>", actual=line
+        )
         assert match is not None
         numbers.append(int(match.group(1)))
-    expect_equal(sorted(numbers), list(range(1, count + 1)), "one unique-id listing per message, 1..n")
+    expect_equal(
+        "one unique-id listing per message, 1..n", expected=list(range(1, count + 1)), actual=sorted(numbers)
+    )
 
 
 @case(
@@ -149,6 +157,7 @@ def test_uidl_listing_format(pop, need, mailbox, mode):
     "identifies a message within a maildrop [...]. Clients should be able to handle a situation "
     "where two identical copies of a message in a maildrop have the same unique-id.",
     ref="rfc1939/7/2",
+    probes=["P11"],
 )
 def test_uidl_unique_within_maildrop(pop, need, mailbox):
     """No two different messages share a unique-id (identical copies may)."""
@@ -162,7 +171,10 @@ def test_uidl_unique_within_maildrop(pop, need, mailbox):
             first = client.retr(numbers[0])
             for other in numbers[1:]:
                 expect(
-                    client.retr(other) == first, f"messages {numbers} share {uid!r}", "identical", "differ"
+                    client.retr(other) == first,
+                    f"messages {numbers} share {uid!r}",
+                    expected="identical",
+                    actual="differ",
                 )
 
 
@@ -184,15 +196,26 @@ def test_uidl_with_argument_is_one_line(pop, need, mailbox):
         unimplemented("maildrop is empty")
     for number in [*sorted(listing)[:3], max(listing)]:
         raw = client.command(f"UIDL {number}").raw
-        expect(_UID_SINGLE.fullmatch(raw) is not None, f"UIDL {number} syntax", "+OK <n> <uid>CRLF", raw)
-        expect_equal(raw, f"+OK {number} {listing[number]}\r\n".encode(), f"UIDL {number} agrees with UIDL")
+        expect(
+            _UID_SINGLE.fullmatch(raw) is not None,
+            f"UIDL {number} syntax",
+            expected="+OK <n> <uid>CRLF",
+            actual=raw,
+        )
+        expect_equal(
+            f"UIDL {number} agrees with UIDL",
+            expected=f"+OK {number} {listing[number]}\r\n".encode(),
+            actual=raw,
+        )
         try:
             noop = client.command("NOOP", check=False)
         except MalformedResponse as error:
-            expect(False, f"UIDL {number} must be a single line", "+OK to the next NOOP", error)
-        expect(noop.ok, f"nothing follows the UIDL {number} line", "+OK", noop.raw)
+            expect(
+                False, f"UIDL {number} must be a single line", expected="+OK to the next NOOP", actual=error
+            )
+        expect(noop.ok, f"nothing follows the UIDL {number} line", expected="+OK", actual=noop.raw)
     response = client.command(f"UIDL {max(listing) + 1}", check=False)
-    expect(not response.ok, "UIDL of a nonexistent message", "-ERR", response.raw)
+    expect(not response.ok, "UIDL of a nonexistent message", expected="-ERR", actual=response.raw)
 
 
 @case(
@@ -213,11 +236,11 @@ def test_uidl_excludes_deleted(pop, need, mailbox):
         unimplemented("maildrop is empty")
     client.dele(1)
     expected = {n: uid for n, uid in listing.items() if n != 1}
-    expect_equal(client.uidl(), expected, "UIDL after DELE 1")
+    expect_equal("UIDL after DELE 1", expected=expected, actual=client.uidl())
     response = client.command("UIDL 1", check=False)
-    expect(not response.ok, "UIDL 1 after DELE 1", "-ERR", response.raw)
+    expect(not response.ok, "UIDL 1 after DELE 1", expected="-ERR", actual=response.raw)
     client.rset()
-    expect_equal(client.uidl(), listing, "UIDL after RSET")
+    expect_equal("UIDL after RSET", expected=listing, actual=client.uidl())
 
 
 def _uid_heads(client, mailbox):
@@ -235,6 +258,7 @@ def _uid_heads(client, mailbox):
     "The unique-id of a message is an arbitrary server-determined string [...] which persists across "
     "sessions. This persistence is required even if a session ends without entering the UPDATE state.",
     ref="rfc1939/7/3",
+    probes=["P11"],
 )
 def test_uidl_persists_across_sessions(pop, need, target, mailbox):
     """Each unique-id names the same message after a QUIT and after a session dropped with a DELE pending."""
@@ -246,8 +270,13 @@ def test_uidl_persists_across_sessions(pop, need, target, mailbox):
         client = login_when_unlocked(pop, target)
         now = _uid_heads(client, mailbox)
         for uid, head in original.items():
-            expect(uid in now, f"unique-id {uid!r} still there {label}", uid, "missing")
-            expect(now[uid] == head, f"unique-id {uid!r} names the same message {label}", head, now[uid])
+            expect(uid in now, f"unique-id {uid!r} still there {label}", expected=uid, actual="missing")
+            expect(
+                now[uid] == head,
+                f"unique-id {uid!r} names the same message {label}",
+                expected=head,
+                actual=now[uid],
+            )
         if client.stat()[0]:
             client.dele(1)
         client.close()  # no QUIT: the DELE is not carried out
@@ -262,6 +291,7 @@ def test_uidl_persists_across_sessions(pop, need, target, mailbox):
     "the unique-id exists.",
     ref="rfc1939/7/3",
     destructive=True,
+    probes=["P11"],
 )
 def test_uidl_not_reused_after_delete(pop, need, target, mailbox, scratch):
     """Deliver, note the uid, delete, deliver again (twice): a new message never gets an old uid."""
@@ -275,13 +305,16 @@ def test_uidl_not_reused_after_delete(pop, need, target, mailbox, scratch):
         uid = uids[found[nonce]]
         if previous is not None:
             expect(
-                uid not in seen, "a new message gets a unique-id never used before", f"not {previous}", uid
+                uid not in seen,
+                "a new message gets a unique-id never used before",
+                expected=f"not {previous}",
+                actual=uid,
             )
         seen.update(uids.values())
         previous = uid
         client.dele(found[nonce])
         response = client.command("QUIT", check=False)
-        expect(response.ok, "QUIT after DELE of the scratch message", "+OK", response.raw)
+        expect(response.ok, "QUIT after DELE of the scratch message", expected="+OK", actual=response.raw)
         client.close()
 
 
@@ -296,16 +329,19 @@ def test_uidl_not_reused_after_delete(pop, need, target, mailbox, scratch):
     "PASS string [...] Restrictions: may only be given in the AUTHORIZATION state immediately after "
     "a successful USER command",
     ref="rfc1939/7/4",
+    probes=["A4"],
 )
 def test_pass_without_user_is_refused(pop, target):
     """``PASS`` with the right password but no USER gets ``-ERR`` and does not log in."""
     client = pop(login=False)
     response = client.pass_(target.user.password, check=False)
-    expect(not response.ok, "PASS before any USER", "-ERR", response.raw)
+    expect(not response.ok, "PASS before any USER", expected="-ERR", actual=response.raw)
     stat = reply_unless_closed(client, "STAT")
     if stat is None:
         return  # RFC 1939 §4: the server may close after a failed authentication command
-    expect(not stat.ok, "still in AUTHORIZATION after a refused PASS", "-ERR to STAT", stat.raw)
+    expect(
+        not stat.ok, "still in AUTHORIZATION after a refused PASS", expected="-ERR to STAT", actual=stat.raw
+    )
 
 
 @case(
@@ -316,23 +352,29 @@ def test_pass_without_user_is_refused(pop, target):
     "PASS string [...] Restrictions: may only be given in the AUTHORIZATION state immediately after "
     "a successful USER command",
     ref="rfc1939/7/4",
+    probes=["A4"],
 )
 def test_pass_after_intervening_command_or_failed_pass(pop, target, request):
     """PASS after a failed PASS (no new USER) or after ``USER, NOOP`` is refused."""
     client = pop(login=False)
     failed = login_error(client, target.user.user, target.user.password + "-wrong")
-    expect(not failed.ok, "wrong password is refused", "-ERR", failed.raw)
+    expect(not failed.ok, "wrong password is refused", expected="-ERR", actual=failed.raw)
     # None: RFC 1939 §4 lets the server close after a failed authentication command.
     second = reply_unless_closed(client, f"PASS {target.user.password}")
     observe(request, f"PASS after a failed PASS: {second.raw if second else 'connection closed'!r}")
     if second is not None:
-        expect(not second.ok, "PASS again after a failed PASS without a new USER", "-ERR", second.raw)
+        expect(
+            not second.ok,
+            "PASS again after a failed PASS without a new USER",
+            expected="-ERR",
+            actual=second.raw,
+        )
     other = pop(login=False)
     other.user(target.user.user)
     other.command("NOOP", check=False)
     response = other.pass_(target.user.password, check=False)
     observe(request, f"PASS after USER, NOOP: {response.raw!r}")
-    expect(not response.ok, "PASS after USER and another command", "-ERR", response.raw)
+    expect(not response.ok, "PASS after USER and another command", expected="-ERR", actual=response.raw)
 
 
 @case(
@@ -351,16 +393,16 @@ def test_failed_pass_keeps_authorization_state(pop, target):
     """A wrong password gets ``-ERR``; the session is not logged in, and a correct USER/PASS then works."""
     client = pop(login=False)
     failed = login_error(client, target.user.user, target.user.password + "-wrong")
-    expect(not failed.ok, "wrong password is refused", "-ERR", failed.raw)
+    expect(not failed.ok, "wrong password is refused", expected="-ERR", actual=failed.raw)
     stat = reply_unless_closed(client, "STAT")
     if stat is None:
         return  # RFC 1939 §4: the server may close after a failed login
-    expect(not stat.ok, "not in TRANSACTION after a failed PASS", "-ERR to STAT", stat.raw)
+    expect(not stat.ok, "not in TRANSACTION after a failed PASS", expected="-ERR to STAT", actual=stat.raw)
     client.user(target.user.user)
     response = client.pass_(target.user.password, check=False)
-    expect(response.ok, "correct USER/PASS after a failed one", "+OK", response.raw)
+    expect(response.ok, "correct USER/PASS after a failed one", expected="+OK", actual=response.raw)
     stat = client.command("STAT", check=False)
-    expect(stat.ok, "in TRANSACTION now", "+OK to STAT", stat.raw)
+    expect(stat.ok, "in TRANSACTION now", expected="+OK to STAT", actual=stat.raw)
 
 
 @case(
@@ -371,6 +413,7 @@ def test_failed_pass_keeps_authorization_state(pop, target):
     "Servers that answer -ERR to the USER command are giving potential attackers clues about which "
     "names are valid.",
     ref="rfc1939/7/5",
+    probes=["A2"],
 )
 def test_unknown_user_and_wrong_password_look_alike(pop, target, request):
     """USER and PASS replies for an unknown user and for a wrong password have the same shape."""
@@ -390,7 +433,12 @@ def test_unknown_user_and_wrong_password_look_alike(pop, target, request):
         client.close()
     known, unknown = replies
     observe(request, f"wrong password (USER ok, PASS ok, code, text): {known}; unknown user: {unknown}")
-    expect(known == unknown, "same replies for a wrong password and an unknown user", known, unknown)
+    expect(
+        known == unknown,
+        "same replies for a wrong password and an unknown user",
+        expected=known,
+        actual=unknown,
+    )
 
 
 # ------------------------------------------------------------------ APOP
@@ -405,6 +453,7 @@ def test_unknown_user_and_wrong_password_look_alike(pop, target, request):
     "The syntax of the timestamp corresponds to the `msg-id' in [RFC822], and MUST be different each "
     "time the POP3 server issues a banner greeting.",
     ref="rfc1939/7/6",
+    probes=["A10"],
 )
 def test_apop_timestamp_well_formed_and_unique(pop, target):
     """50 greetings in a row: each carries one ``<...@...>`` timestamp, and no two are the same."""
@@ -415,15 +464,20 @@ def test_apop_timestamp_well_formed_and_unique(pop, target):
         client = pop(capa_mode(target), login=False)
         text = client.greeting.text
         stamps = re.findall(r"<[^<>]*>", text)
-        expect(len(stamps) == 1, f"greeting {attempt + 1} has one timestamp", "<...@...>", text)
+        expect(
+            len(stamps) == 1, f"greeting {attempt + 1} has one timestamp", expected="<...@...>", actual=text
+        )
         expect(
             _MSG_ID.fullmatch(stamps[0]) is not None,
             "timestamp in msg-id syntax",
-            "<local@domain>",
-            stamps[0],
+            expected="<local@domain>",
+            actual=stamps[0],
         )
         expect(
-            stamps[0] not in seen, "timestamp differs on every greeting", "a new one", f"{stamps[0]} again"
+            stamps[0] not in seen,
+            "timestamp differs on every greeting",
+            expected="a new one",
+            actual=f"{stamps[0]} again",
         )
         seen[stamps[0]] = attempt
         client.quit()
@@ -446,15 +500,20 @@ def test_apop_right_digest_logs_in_wrong_digest_does_not(pop, target):
     client, timestamp = greeting_timestamp(pop, target)
     wrong = apop_digest(timestamp, account.password + "-wrong")
     response = client.command(f"APOP {account.user} {wrong}", check=False)
-    expect(not response.ok, "APOP with a wrong digest", "-ERR", response.raw)
+    expect(not response.ok, "APOP with a wrong digest", expected="-ERR", actual=response.raw)
     stat = reply_unless_closed(client, "STAT")  # None: RFC 1939 §4 lets the server close
     if stat is not None:
-        expect(not stat.ok, "still in AUTHORIZATION after a wrong digest", "-ERR to STAT", stat.raw)
+        expect(
+            not stat.ok,
+            "still in AUTHORIZATION after a wrong digest",
+            expected="-ERR to STAT",
+            actual=stat.raw,
+        )
     client.close()
     client, _, response = apop_login(pop, target, account)
-    expect(response.ok, "APOP with the right digest", "+OK", response.raw)
+    expect(response.ok, "APOP with the right digest", expected="+OK", actual=response.raw)
     stat = client.command("STAT", check=False)
-    expect(stat.ok, "in TRANSACTION after APOP", "+OK to STAT", stat.raw)
+    expect(stat.ok, "in TRANSACTION after APOP", expected="+OK to STAT", actual=stat.raw)
     client.quit()
 
 
@@ -468,20 +527,21 @@ def test_apop_right_digest_logs_in_wrong_digest_does_not(pop, target):
     "applying the MD5 algorithm [RFC1321] to a string consisting of the timestamp (including "
     "angle-brackets) followed by a shared secret.",
     ref="rfc1939/7/7",
+    probes=["A11"],
 )
 def test_apop_digest_from_previous_greeting_is_refused(pop, target):
     """A digest that logged in once is refused on the next connection (replay)."""
     account = apop_account(target)
     client, digest, response = apop_login(pop, target, account)
-    expect(response.ok, "APOP with the right digest", "+OK", response.raw)
+    expect(response.ok, "APOP with the right digest", expected="+OK", actual=response.raw)
     quit_and_wait(client)
     replay, _ = greeting_timestamp(pop, target)
     response = replay.command(f"APOP {account.user} {digest}", check=False)
     expect(
         not response.ok and response.code_str != "IN-USE",
         "APOP with the digest of a previous greeting ([IN-USE] would mean it authenticated)",
-        "-ERR",
-        response.raw,
+        expected="-ERR",
+        actual=response.raw,
     )
 
 
@@ -493,6 +553,7 @@ def test_apop_digest_from_previous_greeting_is_refused(pop, target):
     "The `digest' parameter itself is a 16-octet value which is sent in hexadecimal format, using "
     "lower-case ASCII characters.",
     ref="rfc1939/7/7",
+    probes=["A12"],
 )
 def test_apop_upper_case_digest(pop, target, request):
     """Whether an upper-case hex digest is accepted (RFC 1939 specifies lower case; accepting is lenient)."""
@@ -501,4 +562,6 @@ def test_apop_upper_case_digest(pop, target, request):
     digest = apop_digest(timestamp, account.password).upper()
     response = client.command(f"APOP {account.user} {digest}", check=False)
     observe(request, f"APOP with an upper-case hex digest: {response.raw!r}")
-    expect(not response.ok, "upper-case hex digest (lenient if accepted)", "-ERR", response.raw)
+    expect(
+        not response.ok, "upper-case hex digest (lenient if accepted)", expected="-ERR", actual=response.raw
+    )

@@ -17,6 +17,7 @@ from conformance.helpers import apop_account, apop_login, capa_mode, quit_and_wa
     "APOP commands should not allow both methods of access for a given user; that is, for a given "
     "mailbox name, either the USER/PASS command sequence or the APOP command is allowed, but not both.",
     ref="rfc1939/13/1",
+    probes=["A14"],
 )
 def test_apop_account_refuses_user_pass(pop, target):
     """An account that logs in with APOP cannot also log in with USER/PASS and the same secret."""
@@ -30,6 +31,6 @@ def test_apop_account_refuses_user_pass(pop, target):
     expect(
         not response.ok and response.code_str != "IN-USE",
         f"USER/PASS for the APOP account {account.user} ([IN-USE] would mean it authenticated)",
-        "-ERR",
-        response.raw,
+        expected="-ERR",
+        actual=response.raw,
     )

@@ -43,6 +43,7 @@ def _padded_user_line(name: str) -> str:
     "space, 40 character argument, CRLF) to 255 octets, including the terminating CRLF. Servers which "
     "support the CAPA command MUST support commands up to 255 octets.",
     ref="rfc2449/4/1",
+    probes=["P1"],
 )
 def test_command_of_255_octets_is_accepted(pop, capabilities):
     """A 255-octet ``USER`` line is answered like a short ``USER`` line, with exactly one reply."""
@@ -65,16 +66,21 @@ def test_command_of_255_octets_is_accepted(pop, capabilities):
 
     client = pop(login=False)
     line = _padded_user_line(name)
-    expect_equal(len(line) + 2, MAX_COMMAND_LINE, "probe line length including CRLF")
+    expect_equal("probe line length including CRLF", expected=MAX_COMMAND_LINE, actual=len(line) + 2)
     long = client.command(line, check=False)
     expect(
         long.ok == short.ok and long.code == short.code,
         "a 255-octet USER line must be treated like a short one",
-        f"{short.raw!r} (the answer to 'USER {name}')",
-        long.raw,
+        expected=f"{short.raw!r} (the answer to 'USER {name}')",
+        actual=long.raw,
     )
     quit = client.command("QUIT", check=False)
-    expect(quit.ok, "exactly one reply to the 255-octet line; QUIT answered next", "+OK to QUIT", quit.raw)
+    expect(
+        quit.ok,
+        "exactly one reply to the 255-octet line; QUIT answered next",
+        expected="+OK to QUIT",
+        actual=quit.raw,
+    )
 
 
 @case(
@@ -85,6 +91,7 @@ def test_command_of_255_octets_is_accepted(pop, capabilities):
     "The maximum length of the first line of a command response (including the initial greeting) is "
     "unchanged at 512 octets (including the terminating CRLF).",
     ref="rfc2449/4/2",
+    probes=["P12"],
 )
 def test_first_response_lines_at_most_512_octets(pop, mode, mailbox):
     """The greeting and the first line of every reply, also to 255-octet commands, fit in 512 octets."""
@@ -110,4 +117,9 @@ def test_first_response_lines_at_most_512_octets(pop, mode, mailbox):
     ):
         lines.append(_first_line(client, command))
     for raw in lines:
-        expect(len(raw) <= MAX_RESPONSE_LINE, "first line within 512 octets", "<= 512 octets", len(raw))
+        expect(
+            len(raw) <= MAX_RESPONSE_LINE,
+            "first line within 512 octets",
+            expected="<= 512 octets",
+            actual=len(raw),
+        )

@@ -55,14 +55,14 @@ def _check_capability_lines(body: Body, state: str) -> None:
         expect(
             len(line) + 2 <= MAX_RESPONSE_LINE,
             f"capability line within 512 octets ({state})",
-            "<= 512 octets",
-            len(line) + 2,
+            expected="<= 512 octets",
+            actual=len(line) + 2,
         )
         expect(
             bool(line) and not line.startswith(b" "),
             f"one capability per line, tag first ({state})",
-            "TAG [args]",
-            line,
+            expected="TAG [args]",
+            actual=line,
         )
 
 
@@ -85,7 +85,12 @@ def test_capa_in_both_states(pop, mode, target):
         unimplemented(f"USER/PASS is not offered on this connection ({mode})")
     client.login(target.user.user, target.user.password)
     after = client.multiline("CAPA", check=False)
-    expect(after.response.ok, "CAPA in TRANSACTION", "+OK and a capability list", after.response.raw)
+    expect(
+        after.response.ok,
+        "CAPA in TRANSACTION",
+        expected="+OK and a capability list",
+        actual=after.response.raw,
+    )
     _check_capability_lines(after, "TRANSACTION")
 
 
@@ -105,8 +110,18 @@ def test_capa_answered_after_user(pop, target):
     if not user.ok:
         unimplemented(f"USER {target.user.user} is refused, so no session is between USER and PASS")
     after = client.multiline("CAPA", check=False)
-    expect(after.response.ok, "CAPA after USER, before PASS", "+OK and a capability list", after.response.raw)
-    expect(bool(after.lines()), "a capability list after USER", "at least one TAG line", after.data)
+    expect(
+        after.response.ok,
+        "CAPA after USER, before PASS",
+        expected="+OK and a capability list",
+        actual=after.response.raw,
+    )
+    expect(
+        bool(after.lines()),
+        "a capability list after USER",
+        expected="at least one TAG line",
+        actual=after.data,
+    )
     _check_capability_lines(after, "after USER")
 
 
@@ -130,27 +145,41 @@ def test_authorization_capabilities_announced_after_login(pop, mode, target):
         unimplemented(f"USER/PASS is not offered on this connection ({mode})")
     client.login(target.user.user, target.user.password)
     after = capa(client)
-    expect(after is not None, "CAPA after login", "+OK", "-ERR")
+    expect(after is not None, "CAPA after login", expected="+OK", actual="-ERR")
     assert after is not None
     for tag, args in before.items():
         if tag == "STLS":  # RFC 2595 §4: STLS is valid in AUTHORIZATION only
             continue
-        expect(tag in after, f"{tag} announced in AUTHORIZATION must be announced in TRANSACTION", tag, after)
+        expect(
+            tag in after,
+            f"{tag} announced in AUTHORIZATION must be announced in TRANSACTION",
+            expected=tag,
+            actual=after,
+        )
         if tag in ("LOGIN-DELAY", "EXPIRE") and not args.upper().endswith(" USER"):
-            expect_equal(after[tag], args, f"{tag} is not per-user (no USER argument), so it cannot change")
+            expect_equal(
+                f"{tag} is not per-user (no USER argument), so it cannot change",
+                expected=args,
+                actual=after[tag],
+            )
 
 
 def _probe_top(pop, target, args):
     client = pop()
     number = smallest_message(client)
     top = client.multiline(f"TOP {number} 0", check=False)
-    expect(top.response.ok, f"TOP {number} 0 is answered", "+OK and the header block", top.response.raw)
+    expect(
+        top.response.ok,
+        f"TOP {number} 0 is answered",
+        expected="+OK and the header block",
+        actual=top.response.raw,
+    )
     retr = client.multiline(f"RETR {number}")
     expect(
         bool(top.data) and retr.data.startswith(top.data),
         f"TOP {number} 0 is the start of RETR {number} (headers and blank line)",
-        retr.data[:300],
-        top.data,
+        expected=retr.data[:300],
+        actual=top.data,
     )
 
 
@@ -158,34 +187,38 @@ def _probe_uidl(pop, target, args):
     client = pop()
     count, _ = client.stat()
     body = client.multiline("UIDL", check=False)
-    expect(body.response.ok, "UIDL is answered", "+OK and a unique-id listing", body.response.raw)
+    expect(
+        body.response.ok, "UIDL is answered", expected="+OK and a unique-id listing", actual=body.response.raw
+    )
     numbers = [line.split(b" ", 1)[0] for line in body.lines()]
-    expect_equal(numbers, [str(n).encode() for n in range(1, count + 1)], "one UIDL line per message")
+    expect_equal(
+        "one UIDL line per message", expected=[str(n).encode() for n in range(1, count + 1)], actual=numbers
+    )
 
 
 def _probe_user(pop, target, args):
     client = pop(login=False)
     user = client.command(f"USER {target.user.user}", check=False)
-    expect(user.ok, "USER is accepted", "+OK", user.raw)
+    expect(user.ok, "USER is accepted", expected="+OK", actual=user.raw)
     response = client.pass_(target.user.password, check=False)
-    expect(response.ok, "USER/PASS logs in", "+OK", response.raw)
+    expect(response.ok, "USER/PASS logs in", expected="+OK", actual=response.raw)
 
 
 def _probe_sasl(pop, target, args):
     mechanisms = args.upper().split()
-    expect(bool(mechanisms), "SASL lists its mechanisms", "SASL MECH ...", f"SASL {args}")
+    expect(bool(mechanisms), "SASL lists its mechanisms", expected="SASL MECH ...", actual=f"SASL {args}")
     if "PLAIN" not in mechanisms:
         unimplemented(f"the suite runs SASL PLAIN only; advertised: {args} (see rfc5034/6)")
     client = pop(login=False)
     response = client.auth_plain(target.user.user, target.user.password, check=False)
-    expect(response.ok, "AUTH PLAIN with the right credentials logs in", "+OK", response.raw)
+    expect(response.ok, "AUTH PLAIN with the right credentials logs in", expected="+OK", actual=response.raw)
 
 
 def _probe_stls(pop, target, args):
     client = pop("stls", login=False)
-    expect(client.tls_active, "STLS starts TLS", "TLS active", "cleartext")
+    expect(client.tls_active, "STLS starts TLS", expected="TLS active", actual="cleartext")
     response = client.command("CAPA", check=False)
-    expect(response.ok, "CAPA inside TLS", "+OK", response.raw)
+    expect(response.ok, "CAPA inside TLS", expected="+OK", actual=response.raw)
     client.read_body()
 
 
@@ -195,10 +228,17 @@ def _probe_pipelining(pop, target, args):
     try:
         stat, noop = client.read_response(), client.read_response()
     except TimeoutError:
-        expect(False, "both pipelined commands are answered", "two replies within 5 s", "silence")
+        expect(
+            False, "both pipelined commands are answered", expected="two replies within 5 s", actual="silence"
+        )
         raise
-    expect(STAT_REPLY.fullmatch(stat.raw) is not None, "first reply answers STAT", "+OK n size", stat.raw)
-    expect(noop.ok, "second reply answers NOOP", "+OK", noop.raw)
+    expect(
+        STAT_REPLY.fullmatch(stat.raw) is not None,
+        "first reply answers STAT",
+        expected="+OK n size",
+        actual=stat.raw,
+    )
+    expect(noop.ok, "second reply answers NOOP", expected="+OK", actual=noop.raw)
 
 
 def _probe_resp_codes(pop, target, args):
@@ -206,16 +246,29 @@ def _probe_resp_codes(pop, target, args):
     replies.append(login_error(pop(login=False), target.user.user, wrong_password()))
     for response in replies:
         expect(
-            bracket_is_code(response), "text starting with '[' is a response code", "[CODE] ...", response.raw
+            bracket_is_code(response),
+            "text starting with '[' is a response code",
+            expected="[CODE] ...",
+            actual=response.raw,
         )
 
 
 def _probe_login_delay(pop, target, args):
-    expect(re.fullmatch(r"\d+( USER)?", args) is not None, "LOGIN-DELAY syntax", "seconds [USER]", args)
+    expect(
+        re.fullmatch(r"\d+( USER)?", args) is not None,
+        "LOGIN-DELAY syntax",
+        expected="seconds [USER]",
+        actual=args,
+    )
 
 
 def _probe_expire(pop, target, args):
-    expect(re.fullmatch(r"(NEVER|\d+)( USER)?", args) is not None, "EXPIRE syntax", "days|NEVER [USER]", args)
+    expect(
+        re.fullmatch(r"(NEVER|\d+)( USER)?", args) is not None,
+        "EXPIRE syntax",
+        expected="days|NEVER [USER]",
+        actual=args,
+    )
 
 
 def _probe_auth_resp_code(pop, target, args):
@@ -224,25 +277,27 @@ def _probe_auth_resp_code(pop, target, args):
     expect(
         response.code is not None and response.code[0].upper() == "AUTH",
         "wrong password",
-        "-ERR [AUTH]",
-        response.raw,
+        expected="-ERR [AUTH]",
+        actual=response.raw,
     )
 
 
 def _probe_utf8(pop, target, args):
     client = pop(login=False)
     response = client.command("UTF8", check=False)
-    expect(response.ok, "UTF8 in AUTHORIZATION", "+OK", response.raw)
+    expect(response.ok, "UTF8 in AUTHORIZATION", expected="+OK", actual=response.raw)
 
 
 def _probe_lang(pop, target, args):
     client = pop(login=False)
     body = client.multiline("LANG", check=False)
-    expect(body.response.ok, "LANG lists the languages", "+OK and a list", body.response.raw)
+    expect(body.response.ok, "LANG lists the languages", expected="+OK and a list", actual=body.response.raw)
 
 
 def _probe_implementation(pop, target, args):
-    expect(bool(args.strip()), "IMPLEMENTATION names the server", "IMPLEMENTATION <text>", args)
+    expect(
+        bool(args.strip()), "IMPLEMENTATION names the server", expected="IMPLEMENTATION <text>", actual=args
+    )
 
 
 _PROBES: dict[str, Callable[..., None]] = {
@@ -299,7 +354,12 @@ def test_capability_tags_are_registered_or_private(pop, capabilities, target):
         client.login(target.user.user, target.user.password)
         tags |= set(capa(client) or {})
     unknown = sorted(tag for tag in tags if tag not in REGISTERED and not tag.startswith("X"))
-    expect(not unknown, "capability tags are registered or X- private", sorted(REGISTERED), unknown)
+    expect(
+        not unknown,
+        "capability tags are registered or X- private",
+        expected=sorted(REGISTERED),
+        actual=unknown,
+    )
 
 
 @case(
@@ -316,10 +376,20 @@ def test_implementation_recorded(pop, target, need, request):
     """Record the IMPLEMENTATION text (the CAPA exchanges are in the transcript); it is not empty."""
     text = need("IMPLEMENTATION")
     observe(request, f"IMPLEMENTATION {text!r}")
-    expect(bool(text.strip()), "IMPLEMENTATION carries a text", "IMPLEMENTATION <text>", repr(text))
+    expect(
+        bool(text.strip()),
+        "IMPLEMENTATION carries a text",
+        expected="IMPLEMENTATION <text>",
+        actual=repr(text),
+    )
     client = pop(login=False)
     if "USER" in (capa(client) or {}):
         client.login(target.user.user, target.user.password)
         after = (capa(client) or {}).get("IMPLEMENTATION")
         observe(request, f"after login: {after!r}")
-        expect(after is None or bool(after.strip()), "IMPLEMENTATION after login", "<text>", repr(after))
+        expect(
+            after is None or bool(after.strip()),
+            "IMPLEMENTATION after login",
+            expected="<text>",
+            actual=repr(after),
+        )

@@ -48,6 +48,6 @@ def test_registered_capabilities_have_their_argument_syntax(pop, target, capabil
     expect(
         not problems,
         "registered capabilities carry the arguments their definitions give",
-        "TAG[ SP arg]... as defined (e.g. 'EXPIRE NEVER', 'LOGIN-DELAY 900', 'SASL PLAIN')",
-        "; ".join(problems),
+        expected="TAG[ SP arg]... as defined (e.g. 'EXPIRE NEVER', 'LOGIN-DELAY 900', 'SASL PLAIN')",
+        actual="; ".join(problems),
     )

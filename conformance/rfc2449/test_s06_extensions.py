@@ -58,7 +58,12 @@ def test_response_codes_follow_the_status(pop, target, need):
     replies.append(pop(login=False).command("X-POP3SUITE-UNKNOWN", check=False))
     for response in replies:
         problem = _code_syntax_problem(response)
-        expect(problem is None, f"response code syntax: {problem}", "-ERR [CODE/...] text", response.raw)
+        expect(
+            problem is None,
+            f"response code syntax: {problem}",
+            expected="-ERR [CODE/...] text",
+            actual=response.raw,
+        )
 
 
 @case(
@@ -71,12 +76,13 @@ def test_response_codes_follow_the_status(pop, target, need):
     "accepted. [...] (§8.1.1) LOGIN-DELAY: This occurs on an -ERR response to an AUTH, USER (see note), "
     "PASS or APOP command [...] the server SHOULD NOT issue this response code to the USER command.",
     ref="rfc2449/6.5/1",
+    probes=["A9"],
 )
 def test_login_delay_enforced_after_credentials(pop, target, need):
     """A second login within LOGIN-DELAY seconds gets ``-ERR [LOGIN-DELAY]`` on PASS, not on USER."""
     args = need("LOGIN-DELAY")
     match = re.fullmatch(r"(\d+)( USER)?", args)
-    expect(match is not None, "LOGIN-DELAY syntax", "seconds [USER]", args)
+    expect(match is not None, "LOGIN-DELAY syntax", expected="seconds [USER]", actual=args)
     assert match is not None
     if int(match.group(1)) < 2:
         unimplemented(f"LOGIN-DELAY {args} is too short to test reliably")
@@ -92,13 +98,18 @@ def test_login_delay_enforced_after_credentials(pop, target, need):
         first.quit()
     second = pop(login=False)
     user = second.command(f"USER {target.user.user}", check=False)
-    expect(response_code(user) != "LOGIN-DELAY", "LOGIN-DELAY is not given on USER", "+OK", user.raw)
+    expect(
+        response_code(user) != "LOGIN-DELAY",
+        "LOGIN-DELAY is not given on USER",
+        expected="+OK",
+        actual=user.raw,
+    )
     again = second.pass_(target.user.password, check=False)
     expect(
         not again.ok and response_code(again) == "LOGIN-DELAY",
         "second login within the delay is refused after valid credentials",
-        "-ERR [LOGIN-DELAY] ...",
-        again.raw,
+        expected="-ERR [LOGIN-DELAY] ...",
+        actual=again.raw,
     )
 
 
@@ -111,6 +122,7 @@ def test_login_delay_enforced_after_credentials(pop, target, need):
     "time; the client does not have to wait for the response to a command before issuing a subsequent "
     "command. If a server supports PIPELINING, it MUST process each command in turn.",
     ref="rfc2449/6.6/1",
+    probes=["P8"],
 )
 def test_pipelined_commands_answered_in_order(pop, need, mailbox):
     """``STAT LIST UIDL RETR NOOP`` in one write get the same replies as one by one, in order."""
@@ -125,25 +137,37 @@ def test_pipelined_commands_answered_in_order(pop, need, mailbox):
     client.send_raw(f"STAT\r\nLIST\r\nUIDL\r\nRETR {number}\r\nNOOP\r\n".encode())
     step = "STAT"
     try:
-        expect_equal(client.read_response().raw, stat, "first reply answers STAT")
+        expect_equal("first reply answers STAT", expected=stat, actual=client.read_response().raw)
         step = "LIST"
         response = client.read_response()
-        expect(response.ok, "second reply answers LIST", "+OK and the drop listing", response.raw)
-        expect_equal(client.read_body()[0], listing, "LIST body")
+        expect(
+            response.ok, "second reply answers LIST", expected="+OK and the drop listing", actual=response.raw
+        )
+        expect_equal("LIST body", expected=listing, actual=client.read_body()[0])
         step = "UIDL"
         response = client.read_response()
-        expect_equal(response.ok, uidl.response.ok, "third reply answers UIDL")
+        expect_equal("third reply answers UIDL", expected=uidl.response.ok, actual=response.ok)
         if response.ok:
-            expect_equal(client.read_body()[0], uidl.data, "UIDL body")
+            expect_equal("UIDL body", expected=uidl.data, actual=client.read_body()[0])
         step = f"RETR {number}"
         response = client.read_response()
-        expect(response.ok, f"fourth reply answers RETR {number}", "+OK and the message", response.raw)
-        expect_equal(client.read_body()[0], message, f"RETR {number} body")
+        expect(
+            response.ok,
+            f"fourth reply answers RETR {number}",
+            expected="+OK and the message",
+            actual=response.raw,
+        )
+        expect_equal(f"RETR {number} body", expected=message, actual=client.read_body()[0])
         step = "NOOP"
         response = client.read_response()
-        expect(response.ok, "fifth reply answers NOOP", "+OK", response.raw)
+        expect(response.ok, "fifth reply answers NOOP", expected="+OK", actual=response.raw)
     except TimeoutError:
-        expect(False, f"no reply to the pipelined {step}", f"a reply within {REPLY_TIMEOUT:g} s", "silence")
+        expect(
+            False,
+            f"no reply to the pipelined {step}",
+            expected=f"a reply within {REPLY_TIMEOUT:g} s",
+            actual="silence",
+        )
 
 
 def _days(value: str) -> float:
@@ -165,30 +189,30 @@ def test_expire_syntax_in_both_states(pop, target, capabilities, need):
     expect(
         re.fullmatch(r"(NEVER|\d+)( USER)?", before) is not None,
         "EXPIRE before login",
-        "days|NEVER [USER]",
-        before,
+        expected="days|NEVER [USER]",
+        actual=before,
     )
     if "USER" not in capabilities:
         unimplemented("USER/PASS is not offered before TLS; cannot compare with the TRANSACTION value")
     after = capability_map(pop().multiline("CAPA"))
-    expect("EXPIRE" in after, "EXPIRE announced in both states", "EXPIRE ...", sorted(after))
+    expect("EXPIRE" in after, "EXPIRE announced in both states", expected="EXPIRE ...", actual=sorted(after))
     value = after["EXPIRE"]
     expect(
         re.fullmatch(r"NEVER|\d+", value) is not None,
         "EXPIRE after login (USER only before)",
-        "days|NEVER",
-        value,
+        expected="days|NEVER",
+        actual=value,
     )
     pre = before.split()[0]
     if before.upper().endswith(" USER"):
         expect(
             _days(value) >= _days(pre),
             "the per-user value is at least the server minimum",
-            f">= {pre}",
-            value,
+            expected=f">= {pre}",
+            actual=value,
         )
     else:
-        expect_equal(value, before, "EXPIRE without USER is the same for everyone")
+        expect_equal("EXPIRE without USER is the same for everyone", expected=before, actual=value)
 
 
 @case(
@@ -200,6 +224,7 @@ def test_expire_syntax_in_both_states(pop, target, capabilities, need):
     "authentication was successful, but the user's maildrop is currently in use (probably by another "
     "POP3 client).",
     ref="rfc2449/8.1.2/1",
+    probes=["A8"],
 )
 def test_in_use_only_after_successful_authentication(pop, target, capabilities, need):
     """With the maildrop busy, USER and a wrong password never get ``[IN-USE]``; only good credentials may."""
@@ -207,22 +232,27 @@ def test_in_use_only_after_successful_authentication(pop, target, capabilities, 
     # The wrong-password attempt is rfc1939/4/in-use-needs-credentials's too.
     busy = login_while_busy(pop, target, wrong_password())
     other, user, wrong = busy.client, busy.user, busy.reply
-    expect(response_code(user) != "IN-USE", "USER never carries [IN-USE]", "+OK", user.raw)
-    expect(not wrong.ok, "wrong password refused", "-ERR", wrong.raw)
+    expect(response_code(user) != "IN-USE", "USER never carries [IN-USE]", expected="+OK", actual=user.raw)
+    expect(not wrong.ok, "wrong password refused", expected="-ERR", actual=wrong.raw)
     expect(
         response_code(wrong) != "IN-USE",
         "[IN-USE] after a wrong password reveals the password",
-        "-ERR [AUTH]",
-        wrong.raw,
+        expected="-ERR [AUTH]",
+        actual=wrong.raw,
     )
     if "PLAIN" in sasl_mechanisms(capabilities):
         sasl = other.auth_plain(target.user.user, wrong_password(), check=False)
-        expect(response_code(sasl) != "IN-USE", "AUTH PLAIN with a wrong password", "-ERR [AUTH]", sasl.raw)
+        expect(
+            response_code(sasl) != "IN-USE",
+            "AUTH PLAIN with a wrong password",
+            expected="-ERR [AUTH]",
+            actual=sasl.raw,
+        )
     other.command(f"USER {target.user.user}", check=False)
     right = other.pass_(target.user.password, check=False)
     expect(
         right.ok or response_code(right) in (None, "IN-USE", "LOGIN-DELAY", "SYS"),
         "good credentials on a busy maildrop: a code, if any, says why",
-        "+OK, or -ERR [IN-USE]",
-        right.raw,
+        expected="+OK, or -ERR [IN-USE]",
+        actual=right.raw,
     )

@@ -12,7 +12,7 @@ import ssl
 import pytest
 
 from conformance.case import INFO, MAY, MUST, SHOULD, case, expect, observe, unimplemented
-from conformance.helpers import capa, recv_line
+from conformance.helpers import SERVER_CLOSED, capa, recv_line
 from pop3suite.client import ErrResponse, Pop3Client
 
 #: How long to wait for bytes the server should not send (security-probes T1).
@@ -31,7 +31,7 @@ def _pending_plaintext(sock: socket.socket, wait: float) -> bytes:
         return b""
     try:
         return sock.recv(4096, socket.MSG_PEEK) or b"<EOF>"
-    except OSError as error:
+    except ConnectionError as error:  # reset: the server closed
         return f"<{type(error).__name__}>".encode()
 
 
@@ -55,8 +55,18 @@ def test_stls_implies_capa_and_is_advertised(pop, target, capabilities):
     client.close()  # no handshake: only whether STLS is implemented matters here
     if not response.ok:
         unimplemented("STLS is answered -ERR: not implemented")
-    expect(bool(capabilities), "CAPA implemented by a server with STLS", "+OK to CAPA", "-ERR to CAPA")
-    expect("STLS" in capabilities, "STLS advertised before login", "STLS in CAPA", sorted(capabilities))
+    expect(
+        bool(capabilities),
+        "CAPA implemented by a server with STLS",
+        expected="+OK to CAPA",
+        actual="-ERR to CAPA",
+    )
+    expect(
+        "STLS" in capabilities,
+        "STLS advertised before login",
+        expected="STLS in CAPA",
+        actual=sorted(capabilities),
+    )
 
 
 @case(
@@ -67,6 +77,7 @@ def test_stls_implies_capa_and_is_advertised(pop, target, capabilities):
     "The STLS command is only permitted in AUTHORIZATION state and the server remains in AUTHORIZATION "
     "state, even if client credentials are supplied during the TLS negotiation.",
     ref="rfc2595/4/2",
+    probes=["T4"],
 )
 def test_stls_after_login_refused(pop, capabilities, need):
     """STLS in TRANSACTION gets ``-ERR``; the session goes on in cleartext."""
@@ -75,9 +86,9 @@ def test_stls_after_login_refused(pop, capabilities, need):
         unimplemented("no cleartext USER/PASS: TRANSACTION cannot be reached without TLS")
     client = pop("plain")
     response = client.command("STLS", check=False)
-    expect(not response.ok, "STLS after login must be refused", "-ERR", response.raw)
+    expect(not response.ok, "STLS after login must be refused", expected="-ERR", actual=response.raw)
     noop = client.command("NOOP", check=False)
-    expect(noop.ok, "the cleartext session is still usable", "+OK to NOOP", noop.raw)
+    expect(noop.ok, "the cleartext session is still usable", expected="+OK to NOOP", actual=noop.raw)
 
 
 @case(
@@ -90,6 +101,7 @@ def test_stls_after_login_refused(pop, capabilities, need):
     "AUTHORIZATION state [...] (security-probes T2: nothing said in cleartext, such as a USER name, "
     "carries over into the TLS session.)",
     ref="rfc2595/4/3",
+    probes=["T2"],
 )
 def test_user_before_stls_is_forgotten(pop, target, need):
     """``USER`` before STLS is forgotten: ``PASS`` inside TLS gets ``-ERR`` and logs nobody in."""
@@ -103,9 +115,9 @@ def test_user_before_stls_is_forgotten(pop, target, need):
     except ErrResponse as error:  # GNU Mailutils: STLS only before USER
         unimplemented(f"STLS after USER is refused ({error.response.raw!r}); nothing to carry over")
     response = client.pass_(target.user.password, check=False)
-    expect(not response.ok, "PASS without a USER given inside TLS", "-ERR", response.raw)
+    expect(not response.ok, "PASS without a USER given inside TLS", expected="-ERR", actual=response.raw)
     stat = client.command("STAT", check=False)
-    expect(not stat.ok, "still in AUTHORIZATION (nobody logged in)", "-ERR to STAT", stat.raw)
+    expect(not stat.ok, "still in AUTHORIZATION (nobody logged in)", expected="-ERR to STAT", actual=stat.raw)
     client.login(target.user.user, target.user.password)
 
 
@@ -117,13 +129,14 @@ def test_user_before_stls_is_forgotten(pop, target, need):
     "4",
     "A -ERR response MAY result if a security layer is already active.",
     ref="rfc2595/4/4",
+    probes=["T3"],
 )
 def test_stls_with_tls_active_refused(pop, target, mode, request):
     """STLS after an upgrade, or on the implicit-TLS port, gets ``-ERR``; the session stays usable."""
     client = pop(mode, login=False)
     response = client.command("STLS", check=False)
     observe(request, f"STLS with TLS active: {response.raw!r}")
-    expect(not response.ok, "STLS with TLS already active", "-ERR", response.raw)
+    expect(not response.ok, "STLS with TLS already active", expected="-ERR", actual=response.raw)
     client.login(target.user.user, target.user.password)
 
 
@@ -137,13 +150,19 @@ def test_stls_with_tls_active_refused(pop, target, mode, request):
     'STLS. [...] The capability name "STLS" indicates this command is present and permitted in the '
     "current state.",
     ref="rfc2595/4/5",
+    probes=["T5"],
 )
 def test_stls_not_advertised_after_upgrade(pop):
     """CAPA inside TLS (after STLS) no longer lists STLS."""
     client = pop("stls", login=False)
     tags = _capability_tags(client)
-    expect(tags is not None, "CAPA after STLS", "+OK and a capability list", "-ERR")
-    expect("STLS" not in (tags or ()), "STLS is no longer permitted, so not advertised", "no STLS", tags)
+    expect(tags is not None, "CAPA after STLS", expected="+OK and a capability list", actual="-ERR")
+    expect(
+        "STLS" not in (tags or ()),
+        "STLS is no longer permitted, so not advertised",
+        expected="no STLS",
+        actual=tags,
+    )
 
 
 @case(
@@ -156,6 +175,7 @@ def test_stls_not_advertised_after_upgrade(pop):
     "server response is seen and the TLS negotiation is complete. (security-probes T1: plaintext "
     "pipelined after STLS is discarded or the connection closed; it is never executed inside TLS.)",
     ref="rfc2595/4/6",
+    probes=["T1"],
 )
 def test_plaintext_pipelined_after_stls_is_not_executed(pop, target, need):
     """``STLS\\r\\nCAPA\\r\\n`` in one write: the injected CAPA is never answered, in clear or in TLS."""
@@ -170,27 +190,32 @@ def test_plaintext_pipelined_after_stls_is_not_executed(pop, target, need):
     early = _pending_plaintext(client.sock, 0.3)
     if early.startswith(b"<"):
         return  # the server closed instead of negotiating: the injected CAPA was not run
-    expect(not early, "nothing in clear after the STLS +OK line", "the TLS handshake", early)
+    expect(not early, "nothing in clear after the STLS +OK line", expected="the TLS handshake", actual=early)
 
     try:
         client.sock = target.ssl_context().wrap_socket(client.sock, server_hostname=client.server_hostname)
     except ssl.SSLCertVerificationError:
         raise  # our trust settings, not the server's answer: no verdict
-    except OSError:
+    except (ssl.SSLError, ConnectionError, TimeoutError):
         return  # the server refused the handshake: the injected bytes were not run
     client.sock.settimeout(QUIET_SECONDS)
     try:
         injected = client.sock.recv(4096)
     except TimeoutError:
         injected = b""  # silence: the injected CAPA was discarded
-    except OSError:
+    except SERVER_CLOSED:
         return  # closed: also acceptable
     if injected:
         client.transcript.add("S", injected)
-    expect(not injected, "the pipelined CAPA must not be answered inside TLS", "no data", injected)
+    expect(
+        not injected,
+        "the pipelined CAPA must not be answered inside TLS",
+        expected="no data",
+        actual=injected,
+    )
     client.sock.settimeout(client.timeout)
     tags = _capability_tags(client)
-    expect(tags is not None, "CAPA sent inside TLS is answered", "+OK", "-ERR")
+    expect(tags is not None, "CAPA sent inside TLS is answered", expected="+OK", actual="-ERR")
 
 
 @case(
@@ -217,13 +242,13 @@ def test_cleartext_login_before_tls_recorded(pop, target, capabilities, need, re
     expect(
         "USER" in capabilities or not accepted,
         "USER/PASS works before TLS although USER is not advertised",
-        "consistent CAPA",
-        "accepted",
+        expected="consistent CAPA",
+        actual="accepted",
     )
     expect(
         "USER" not in capabilities and not accepted,
         "cleartext USER/PASS offered before TLS",
-        "USER not advertised and refused until STLS",
-        f"USER {'advertised' if 'USER' in capabilities else 'not advertised'}, "
+        expected="USER not advertised and refused until STLS",
+        actual=f"USER {'advertised' if 'USER' in capabilities else 'not advertised'}, "
         f"login {'accepted' if accepted else 'refused'}",
     )

@@ -33,10 +33,10 @@ def test_auth_code_on_wrong_password(pop, target, capabilities, request):
     mode = home_mode(target, capabilities)
     wrong = login_error(pop(mode, login=False), target.user.user, wrong_password())
     observe(request, f"wrong password: {wrong.raw!r}")
-    expect(_is_auth(wrong), "wrong password", "-ERR [AUTH] ...", wrong.raw)
+    expect(_is_auth(wrong), "wrong password", expected="-ERR [AUTH] ...", actual=wrong.raw)
     unknown = login_error(pop(mode, login=False), unknown_user(), wrong_password())
     observe(request, f"unknown user: {unknown.raw!r}")
-    expect(_is_auth(unknown), "unknown user", "-ERR [AUTH] ...", unknown.raw)
+    expect(_is_auth(unknown), "unknown user", expected="-ERR [AUTH] ...", actual=unknown.raw)
 
 
 @case(
@@ -68,8 +68,8 @@ def test_auth_code_on_every_credential_failure(pop, target, capabilities, need):
         expect(
             _is_auth(response),
             f"{method}: credential failure carries [AUTH]",
-            "-ERR [AUTH] ...",
-            response.raw,
+            expected="-ERR [AUTH] ...",
+            actual=response.raw,
         )
 
 
@@ -111,10 +111,15 @@ def test_sys_code_on_storage_failure(pop, target, seeder, scratch, mailbox, requ
     observe(request, f"RETR of a message whose file vanished: {response.raw!r}")
     if response.ok:
         client.read_body()
-    expect(not response.ok, "RETR of a message whose file vanished", "-ERR [SYS/TEMP] ...", response.raw)
+    expect(
+        not response.ok,
+        "RETR of a message whose file vanished",
+        expected="-ERR [SYS/TEMP] ...",
+        actual=response.raw,
+    )
     expect(
         response.code is not None and response.code[0].upper() == "SYS",
         "a storage failure carries a SYS code",
-        "-ERR [SYS/TEMP] or -ERR [SYS/PERM]",
-        response.raw,
+        expected="-ERR [SYS/TEMP] or -ERR [SYS/PERM]",
+        actual=response.raw,
     )

@@ -71,7 +71,7 @@ def test_unsupported_mechanism_refused(pop, target, capabilities):
     """``AUTH X-POP3SUITE-UNKNOWN`` gets ``-ERR`` at once, not a challenge."""
     client, _ = sasl_client(pop, target, capabilities, mechanism=None)
     response = _auth(client, "AUTH X-POP3SUITE-UNKNOWN")
-    expect(not response.ok, "unsupported mechanism", "-ERR", response.raw)
+    expect(not response.ok, "unsupported mechanism", expected="-ERR", actual=response.raw)
 
 
 @case(
@@ -83,16 +83,22 @@ def test_unsupported_mechanism_refused(pop, target, capabilities):
     'to cancel the authentication exchange, it issues a line with a single "*". If the server receives '
     "such a response, it MUST reject the AUTH command by sending an -ERR reply.",
     ref="rfc5034/4/2",
+    probes=["A16"],
 )
 def test_star_cancels_and_session_stays_usable(pop, target, capabilities):
     """``AUTH PLAIN``, ``+ ``, ``*``: ``-ERR``; then AUTH PLAIN with good credentials still logs in."""
     client, _ = sasl_client(pop, target, capabilities)
     challenge = client.command("AUTH PLAIN", check=False)
-    expect(challenge.continuation, "AUTH PLAIN without initial response", "+ (challenge)", challenge.raw)
+    expect(
+        challenge.continuation,
+        "AUTH PLAIN without initial response",
+        expected="+ (challenge)",
+        actual=challenge.raw,
+    )
     cancelled = client.command("*", check=False)
-    expect(not cancelled.ok, "'*' cancels the exchange", "-ERR", cancelled.raw)
+    expect(not cancelled.ok, "'*' cancels the exchange", expected="-ERR", actual=cancelled.raw)
     again = client.auth_plain(target.user.user, target.user.password, check=False)
-    expect(again.ok, "the session is still usable after the cancel", "+OK", again.raw)
+    expect(again.ok, "the session is still usable after the cancel", expected="+OK", actual=again.raw)
 
 
 @case(
@@ -104,20 +110,26 @@ def test_star_cancels_and_session_stays_usable(pop, target, capabilities):
     'encoded as Base64 [...], or consist only of the single character "=" [...] (a response the '
     "server cannot Base64-decode makes it reject the AUTH command with -ERR)",
     ref="rfc5034/4/3",
+    probes=["A16"],
 )
 def test_undecodable_base64_refused(pop, target, capabilities):
     """``AUTH PLAIN !!!!`` and a ``%%%%`` response to the challenge both get ``-ERR``; login still works."""
     client, _ = sasl_client(pop, target, capabilities)
     initial = _auth(client, "AUTH PLAIN !!!!")
-    expect(not initial.ok, "undecodable initial response", "-ERR", initial.raw)
+    expect(not initial.ok, "undecodable initial response", expected="-ERR", actual=initial.raw)
     challenge = client.command("AUTH PLAIN", check=False)
-    expect(challenge.continuation, "AUTH PLAIN without initial response", "+ (challenge)", challenge.raw)
+    expect(
+        challenge.continuation,
+        "AUTH PLAIN without initial response",
+        expected="+ (challenge)",
+        actual=challenge.raw,
+    )
     response = client.command("%%%%", check=False)
     if response.continuation:
         client.command("*", check=False)
-    expect(not response.ok, "undecodable client response", "-ERR", response.raw)
+    expect(not response.ok, "undecodable client response", expected="-ERR", actual=response.raw)
     login = client.auth_plain(target.user.user, target.user.password, check=False)
-    expect(login.ok, "the session is still usable", "+OK", login.raw)
+    expect(login.ok, "the session is still usable", expected="+OK", actual=login.raw)
 
 
 @case(
@@ -136,8 +148,8 @@ def test_equals_sign_is_an_empty_initial_response(pop, target, capabilities):
     expect(
         not response.ok,
         "'=' is an empty initial response, not a missing one (PLAIN cannot accept it)",
-        "-ERR",
-        response.raw,
+        expected="-ERR",
+        actual=response.raw,
     )
 
 
@@ -156,11 +168,13 @@ def test_missing_initial_response_gets_empty_challenge(pop, target, capabilities
     """``AUTH PLAIN`` gets exactly ``+ CRLF``; the PLAIN message sent then logs in."""
     client, _ = sasl_client(pop, target, capabilities)
     challenge = client.command("AUTH PLAIN", check=False)
-    expect(challenge.raw == b"+ \r\n", "empty challenge", b"+ \r\n", challenge.raw)
+    expect(challenge.raw == b"+ \r\n", "empty challenge", expected=b"+ \r\n", actual=challenge.raw)
     if not challenge.continuation:
         return
     response = client.command(_plain_token(target.user.user, target.user.password), check=False)
-    expect(response.ok, "PLAIN message after the empty challenge logs in", "+OK", response.raw)
+    expect(
+        response.ok, "PLAIN message after the empty challenge logs in", expected="+OK", actual=response.raw
+    )
 
 
 @case(
@@ -178,17 +192,17 @@ def test_auth_after_login_refused(pop, target, capabilities):
     client, _ = sasl_client(pop, target, capabilities)
     token = _plain_token(target.user.user, target.user.password)
     first = client.command(f"AUTH PLAIN {token}", check=False)
-    expect(first.ok, "first AUTH PLAIN logs in", "+OK", first.raw)
+    expect(first.ok, "first AUTH PLAIN logs in", expected="+OK", actual=first.raw)
     second = _auth(client, f"AUTH PLAIN {token}")
-    expect(not second.ok, "second AUTH after a successful one", "-ERR", second.raw)
+    expect(not second.ok, "second AUTH after a successful one", expected="-ERR", actual=second.raw)
     stat = client.command("STAT", check=False)
-    expect(stat.ok, "still in TRANSACTION", "+OK to STAT", stat.raw)
+    expect(stat.ok, "still in TRANSACTION", expected="+OK to STAT", actual=stat.raw)
     client.quit()
 
     if "USER" in capabilities:
         other = pop()
         after_pass = _auth(other, f"AUTH PLAIN {token}")
-        expect(not after_pass.ok, "AUTH after a USER/PASS login", "-ERR", after_pass.raw)
+        expect(not after_pass.ok, "AUTH after a USER/PASS login", expected="-ERR", actual=after_pass.raw)
 
 
 @case(
@@ -210,15 +224,27 @@ def test_long_continuation_lines_handled(pop, target, capabilities):
     garbage = _b64(b"x" * 3072)
     for name, line in (("the largest PLAIN message", largest), ("4096 octets of base64", garbage)):
         challenge = client.command("AUTH PLAIN", check=False)
-        expect(challenge.continuation, "AUTH PLAIN without initial response", "+ (challenge)", challenge.raw)
+        expect(
+            challenge.continuation,
+            "AUTH PLAIN without initial response",
+            expected="+ (challenge)",
+            actual=challenge.raw,
+        )
         try:
             response = client.command(line, check=False)
         except ConnectionClosed:
-            expect(False, f"{name} ({len(line)} octets) as a SASL response", "-ERR", "connection closed")
+            expect(
+                False,
+                f"{name} ({len(line)} octets) as a SASL response",
+                expected="-ERR",
+                actual="connection closed",
+            )
             raise
-        expect(not response.ok, f"{name} ({len(line)} octets) is refused", "-ERR", response.raw)
+        expect(
+            not response.ok, f"{name} ({len(line)} octets) is refused", expected="-ERR", actual=response.raw
+        )
     login = client.auth_plain(target.user.user, target.user.password, check=False)
-    expect(login.ok, "the session is still usable", "+OK", login.raw)
+    expect(login.ok, "the session is still usable", expected="+OK", actual=login.raw)
 
 
 @case(
@@ -233,11 +259,16 @@ def test_plain_authenticates_both_ways(pop, target, capabilities):
     """Advertised PLAIN logs in with an initial response and after an empty challenge."""
     client, _ = sasl_client(pop, target, capabilities)
     response = client.auth_plain(target.user.user, target.user.password, check=False)
-    expect(response.ok, "AUTH PLAIN with initial response", "+OK", response.raw)
+    expect(response.ok, "AUTH PLAIN with initial response", expected="+OK", actual=response.raw)
     client.quit()
     client, _ = sasl_client(pop, target, capabilities)
     response = client.auth_plain(target.user.user, target.user.password, check=False, initial=False)
-    expect(response.ok, "AUTH PLAIN, then the PLAIN message after the challenge", "+OK", response.raw)
+    expect(
+        response.ok,
+        "AUTH PLAIN, then the PLAIN message after the challenge",
+        expected="+OK",
+        actual=response.raw,
+    )
 
 
 def _login_mechanism(client: Pop3Client, user: str, password: str) -> Response:
@@ -285,10 +316,20 @@ def test_other_advertised_mechanisms(pop, target, capabilities, request):
         if mechanism in _KNOWN:
             response = _KNOWN[mechanism](client, target.user.user, target.user.password)
             observe(request, f"AUTH {mechanism}: {response.raw!r}")
-            expect(response.ok, f"AUTH {mechanism} with the target credentials", "+OK", response.raw)
+            expect(
+                response.ok,
+                f"AUTH {mechanism} with the target credentials",
+                expected="+OK",
+                actual=response.raw,
+            )
             client.quit()
             continue
         response = _auth(client, f"AUTH {mechanism}")
         observe(request, f"AUTH {mechanism}: {response.raw!r}")
-        expect(response.continuation, f"AUTH {mechanism} starts an exchange", "+ (challenge)", response.raw)
+        expect(
+            response.continuation,
+            f"AUTH {mechanism} starts an exchange",
+            expected="+ (challenge)",
+            actual=response.raw,
+        )
         client.close()

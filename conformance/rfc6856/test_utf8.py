@@ -27,15 +27,17 @@ def test_utf8_command_in_authorization_only(pop, target, capabilities, need):
         unimplemented("USER/PASS is not offered on this connection")
     client = pop(login=False)
     response = client.command("UTF8", check=False)
-    expect(response.ok, "UTF8 in AUTHORIZATION", "+OK", response.raw)
+    expect(response.ok, "UTF8 in AUTHORIZATION", expected="+OK", actual=response.raw)
     client.login(target.user.user, target.user.password)
     again = client.command("UTF8", check=False)
-    expect(not again.ok, "UTF8 in TRANSACTION", "-ERR", again.raw)
+    expect(not again.ok, "UTF8 in TRANSACTION", expected="-ERR", actual=again.raw)
     client.quit()  # release the maildrop
 
     other = pop()
     after_login = other.command("UTF8", check=False)
-    expect(not after_login.ok, "UTF8 after login (never given before)", "-ERR", after_login.raw)
+    expect(
+        not after_login.ok, "UTF8 after login (never given before)", expected="-ERR", actual=after_login.raw
+    )
 
 
 @case(
@@ -58,7 +60,11 @@ def test_list_size_matches_retr_for_utf8_headers(pop, target, capabilities, fixt
     body = client.multiline(f"RETR {number}", check=False)
     if not listed.ok or not body.response.ok:
         unimplemented(f"the message is refused without UTF-8 mode: {(listed.raw, body.response.raw)!r}")
-    expect_equal(int(listed.text.split()[1]), len(body.data), f"LIST {number} equals RETR {number} octets")
+    expect_equal(
+        f"LIST {number} equals RETR {number} octets",
+        expected=len(body.data),
+        actual=int(listed.text.split()[1]),
+    )
 
 
 @case(
@@ -75,7 +81,17 @@ def test_lang_listing_recorded(pop, target, need, request):
     client = pop(login=False)
     body = client.multiline("LANG", check=False)
     observe(request, f"LANG: {body.response.raw!r} {body.lines()!r}")
-    expect(body.response.ok, "LANG without argument lists the languages", "+OK and a list", body.response.raw)
+    expect(
+        body.response.ok,
+        "LANG without argument lists the languages",
+        expected="+OK and a list",
+        actual=body.response.raw,
+    )
     for line in body.lines():
         tag = line.split(b" ", 1)[0].decode("ascii", "replace")
-        expect(_LANGUAGE_TAG.fullmatch(tag) is not None, "language tag first", "tag SP description", line)
+        expect(
+            _LANGUAGE_TAG.fullmatch(tag) is not None,
+            "language tag first",
+            expected="tag SP description",
+            actual=line,
+        )

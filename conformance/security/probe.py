@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from conformance.case import CaseFailure, unimplemented
+from conformance.helpers import SERVER_CLOSED
 from conformance.target import Target
-from pop3suite.client import ErrResponse, Pop3Client
+from pop3suite.client import ErrResponse, Pop3Client, Pop3ClientError
+from pop3suite.proto.errors import MalformedResponse
 
 #: Dovecot's pre-login deadline (login_timeout), used when the target's is unknown.
 DOVECOT_LOGIN_TIMEOUT = 180.0
@@ -95,7 +97,7 @@ def read_line(sock: socket.socket, limit: int = 1 << 20) -> bytes:
     while not line.endswith(b"\n") and len(line) < limit:
         try:
             byte = sock.recv(1)
-        except (ConnectionError, ssl.SSLError):
+        except SERVER_CLOSED:
             break
         if not byte:
             break
@@ -117,7 +119,7 @@ def closed_within(sock: socket.socket, timeout: float) -> bool | None:
                 return True
         except TimeoutError:
             return None
-        except (ConnectionError, ssl.SSLError, OSError):
+        except SERVER_CLOSED:
             return True
 
 
@@ -154,7 +156,10 @@ def canary_state(target: Target, mode: str, patience: float = 15.0) -> Counter[t
                     client.quit()
                     return state
                 last = f"canary login: {reply.raw!r}"
-        except (OSError, ErrResponse, ssl.SSLError, Exception) as error:
+        except ssl.SSLCertVerificationError:
+            raise  # our trust setting, not a dead server: graded ERROR
+        except (OSError, Pop3ClientError, MalformedResponse) as error:
+            # Refused, reset, closed, silent, -ERR or garbage: not (yet) alive.
             last = f"{type(error).__name__}: {error}"
         finally:
             client.close()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from conformance.case import INFO, MUST, SHOULD, case, expect, observe, unimplemented
 from conformance.helpers import (
+    SERVER_CLOSED,
     apop_account,
     apop_digest,
     capa_mode,
@@ -26,7 +27,7 @@ from conformance.helpers import (
     unknown_user,
     wrong_password,
 )
-from pop3suite.client import ConnectionClosed, apop_timestamp
+from pop3suite.client import apop_timestamp
 
 from .probe import forgive
 
@@ -43,7 +44,7 @@ def _login_reply(pop, user: bytes, password: bytes, target=None):
             return first
         client.send_raw(b"PASS " + password + b"\r\n")
         reply = client.read_response()
-    except (ConnectionClosed, OSError):
+    except SERVER_CLOSED:
         reply = None
     if target is not None and not _authenticated(reply):
         forgive(pop, target)
@@ -60,11 +61,19 @@ def _authenticated(reply) -> bool:
     "1939",
     "7, 13 (Dovecot)",
     "USER for an existing and for a non-existent user get byte-identical replies (no user enumeration).",
+    ref="security-probes/3.2/A1",
+    probes=["A1"],
 )
 def test_user_reply_same_for_unknown_user(pop, target):
+    """USER for an existing and an unknown user gets byte-identical replies."""
     known = pop(login=False).command(f"USER {target.user.user}", check=False)
     unknown = pop(login=False).command(f"USER {unknown_user()}", check=False)
-    expect(known.raw == unknown.raw, "USER replies for a known and an unknown user", known.raw, unknown.raw)
+    expect(
+        known.raw == unknown.raw,
+        "USER replies for a known and an unknown user",
+        expected=known.raw,
+        actual=unknown.raw,
+    )
 
 
 def _mann_whitney_p(a: list[float], b: list[float]) -> float:
@@ -98,8 +107,11 @@ TIMING_SAMPLES = 50
     "A wrong PASS for an existing and for a non-existent user take statistically indistinguishable "
     "time (>= 50 interleaved samples each); a noisy result is reported inconclusive, not failed.",
     slow=True,
+    ref="security-probes/3.2/A2",
+    probes=["A2"],
 )
 def test_failed_login_latency_does_not_reveal_users(pop, target, request):
+    """A wrong PASS takes as long for an unknown user as for an existing one."""
     samples: dict[str, list[float]] = {"known": [], "unknown": []}
     client = None
     for i in range(TIMING_SAMPLES):
@@ -118,7 +130,7 @@ def test_failed_login_latency_does_not_reveal_users(pop, target, request):
                 if reply is None:
                     client = None  # closed after failures: time it again on a new connection
                     continue
-                expect(not reply.ok, "PASS with a wrong password", "-ERR", reply.raw)
+                expect(not reply.ok, "PASS with a wrong password", expected="-ERR", actual=reply.raw)
                 samples[side].append(took)
                 break
     known, unknown = samples["known"], samples["unknown"]
@@ -138,7 +150,9 @@ def test_failed_login_latency_does_not_reveal_users(pop, target, request):
     if abs(diff) <= 2 * noise:
         observe(request, "INCONCLUSIVE: the difference is within the noise of this link")
         return
-    expect(False, "failed-login latency for known vs unknown users", "indistinguishable", summary)
+    expect(
+        False, "failed-login latency for known vs unknown users", expected="indistinguishable", actual=summary
+    )
 
 
 @case(
@@ -149,8 +163,11 @@ def test_failed_login_latency_does_not_reveal_users(pop, target, request):
     "20 rapid wrong PASS from one address are delayed and/or the connection is closed; the server "
     "stays alive and the correct password still works afterwards.",
     hardening=True,
+    ref="security-probes/3.2/A3",
+    probes=["A3"],
 )
 def test_rapid_failed_logins_are_throttled(pop, target, request):
+    """Rapid wrong passwords are delayed or cut off; the right one still works after."""
     started = time.monotonic()
     closes = answered = 0
     client = pop(login=False)
@@ -164,14 +181,14 @@ def test_rapid_failed_logins_are_throttled(pop, target, request):
             client = pop(login=False)
             continue
         answered += 1
-        expect(not reply.ok, "PASS with a wrong password", "-ERR", reply.raw)
+        expect(not reply.ok, "PASS with a wrong password", expected="-ERR", actual=reply.raw)
     took = time.monotonic() - started
     observe(request, f"{answered} failures took {took:.1f} s, {closes} closes")
     expect(
         closes > 0 or took >= 1.0,
         "20 wrong passwords are slowed down (>= 50 ms each) or the connection is closed",
-        "delay or close",
-        f"{took:.2f} s for {answered} failures, no close",
+        expected="delay or close",
+        actual=f"{took:.2f} s for {answered} failures, no close",
     )
 
 
@@ -182,8 +199,11 @@ def test_rapid_failed_logins_are_throttled(pop, target, request):
     "7 (vpopmail CVE-2006-2346)",
     "PASS with no USER, USER or PASS with an empty argument, and PASS after a second USER for another "
     "name get -ERR (or a close) and never authenticate the first user.",
+    ref="security-probes/3.2/A4",
+    probes=["A4"],
 )
 def test_broken_user_pass_sequences_never_authenticate(pop, target):
+    """PASS without USER, empty USER/PASS and PASS after a second USER get -ERR and never log in."""
     name, password = target.user.user.encode(), target.user.password.encode()
     sequences = {
         "PASS without USER": [b"PASS " + password],
@@ -204,12 +224,17 @@ def test_broken_user_pass_sequences_never_authenticate(pop, target):
             try:
                 client.send_raw(line + b"\r\n")
                 last = client.read_response()
-            except (ConnectionClosed, OSError):
+            except SERVER_CLOSED:
                 last = None
                 break
-        expect(not _authenticated(last), label, "-ERR or close", last.raw if last else b"")
+        expect(not _authenticated(last), label, expected="-ERR or close", actual=last.raw if last else b"")
         stat = reply_unless_closed(client, "STAT") if last is not None else None
-        expect(stat is None or not stat.ok, f"{label}: STAT afterwards", "-ERR", stat.raw if stat else b"")
+        expect(
+            stat is None or not stat.ok,
+            f"{label}: STAT afterwards",
+            expected="-ERR",
+            actual=stat.raw if stat else b"",
+        )
         forgive(pop, target)
 
 
@@ -220,8 +245,11 @@ def test_broken_user_pass_sequences_never_authenticate(pop, target):
     "7",
     "The PASS argument is the whole rest of the line, spaces included: neither a prefix of the "
     "password nor the password plus more words logs in.",
+    ref="security-probes/3.2/A5",
+    probes=["A5"],
 )
 def test_password_is_the_whole_line(pop, target, request):
+    """PASS takes the whole rest of the line: no prefix or extension of the password logs in."""
     name, password = target.user.user.encode(), target.user.password.encode()
     wrong = [password + b" extra"]
     if b" " in password:
@@ -229,7 +257,12 @@ def test_password_is_the_whole_line(pop, target, request):
         observe(request, "the canary password contains a space and logs in (the ALIVE check)")
     for attempt in wrong:
         reply = _login_reply(pop, name, attempt, target)
-        expect(not _authenticated(reply), f"PASS {attempt!r}", "-ERR", reply.raw if reply else b"")
+        expect(
+            not _authenticated(reply),
+            f"PASS {attempt!r}",
+            expected="-ERR",
+            actual=reply.raw if reply else b"",
+        )
 
 
 @case(
@@ -239,8 +272,11 @@ def test_password_is_the_whole_line(pop, target, request):
     "3 (CVE-2019-11500 class)",
     "A NUL octet in USER or PASS gets -ERR or a close; the login is never truncated to a valid user "
     "or password, and the server does not crash.",
+    ref="security-probes/3.2/A6",
+    probes=["A6"],
 )
 def test_nul_in_credentials_never_authenticates(pop, target):
+    """A NUL in USER or PASS gets -ERR or a close and never truncates to valid credentials."""
     name, password = target.user.user.encode(), target.user.password.encode()
     for user, secret in (
         (name + b"\0bob", password),
@@ -254,8 +290,8 @@ def test_nul_in_credentials_never_authenticates(pop, target):
         expect(
             not _authenticated(reply),
             f"USER {user!r} / PASS with NUL",
-            "-ERR or close",
-            reply.raw if reply else b"",
+            expected="-ERR or close",
+            actual=reply.raw if reply else b"",
         )
 
 
@@ -266,8 +302,11 @@ def test_nul_in_credentials_never_authenticates(pop, target):
     "3 (CVE-2008-1218)",
     "TAB, CR and other control characters in credentials make the login fail, with no auth-protocol "
     "field injection (PASS x<TAB>master_user=root<TAB>skip_password_check=1).",
+    ref="security-probes/3.2/A7",
+    probes=["A7"],
 )
 def test_control_characters_in_credentials_never_authenticate(pop, target):
+    """Control characters in credentials fail the login (no auth field injection)."""
     name, password = target.user.user.encode(), target.user.password.encode()
     for user, secret in (
         (name, b"x\tmaster_user=root\tskip_password_check=1"),
@@ -281,8 +320,8 @@ def test_control_characters_in_credentials_never_authenticate(pop, target):
         expect(
             not _authenticated(reply),
             f"USER {user!r} / PASS {secret!r}",
-            "-ERR or close",
-            reply.raw if reply else b"",
+            expected="-ERR or close",
+            actual=reply.raw if reply else b"",
         )
 
 
@@ -293,12 +332,15 @@ def test_control_characters_in_credentials_never_authenticate(pop, target):
     "7, 13 (CVE-2006-2346)",
     "APOP with no, a non-hex or a wrong-length digest, or for an unknown user, gets -ERR; the reply "
     "for an unknown user reads like the one for a bad digest.",
+    ref="security-probes/3.2/A12",
+    probes=["A12"],
 )
 def test_malformed_apop_is_refused(pop, target, request):
+    """Malformed APOP digests and unknown APOP users get -ERR, worded like a bad digest."""
     account = apop_account(target)
     client, timestamp = greeting_timestamp(pop, target)
     bad = client.command(f"APOP {account.user} {'0' * 32}", check=False)
-    expect(not bad.ok, "APOP with a wrong digest", "-ERR", bad.raw)
+    expect(not bad.ok, "APOP with a wrong digest", expected="-ERR", actual=bad.raw)
     good = apop_digest(timestamp, account.password)
     probes = {
         "no digest": f"APOP {account.user}",
@@ -313,15 +355,20 @@ def test_malformed_apop_is_refused(pop, target, request):
         if apop_timestamp(other.greeting) is None:
             unimplemented("the greeting carries no APOP timestamp")
         reply = reply_unless_closed(other, line)
-        expect(reply is None or not reply.ok, f"APOP with {label}", "-ERR", reply.raw if reply else b"")
+        expect(
+            reply is None or not reply.ok,
+            f"APOP with {label}",
+            expected="-ERR",
+            actual=reply.raw if reply else b"",
+        )
         texts[label] = reply.raw if reply else b"(closed)"
         forgive(pop, target)
     observe(request, f"bad digest: {bad.raw!r}; unknown user: {texts['unknown user']!r}")
     expect(
         texts["unknown user"] == bad.raw,
         "APOP for an unknown user vs a bad digest",
-        bad.raw,
-        texts["unknown user"],
+        expected=bad.raw,
+        actual=texts["unknown user"],
     )
 
 
@@ -333,8 +380,11 @@ def test_malformed_apop_is_refused(pop, target, request):
     "APOP offered (a timestamp in the greeting) is reported WEAK: MD5 challenge-response is broken "
     "(Leurent FSE 2007: 3 password characters; Sasaki et al. CT-RSA 2008: 31; Liu et al. 2011: 11 "
     "characters in under a minute), and the secret must be stored in the clear.",
+    ref="security-probes/3.2/A13",
+    probes=["A13"],
 )
 def test_apop_offered_is_weak(pop, target, request):
+    """Records whether APOP (MD5 challenge-response, cleartext secrets) is offered: WEAK."""
     where = []
     for mode in ("plain", "implicit"):
         if (mode == "plain" and target.pop3 is None) or (mode == "implicit" and target.pop3s is None):
@@ -375,8 +425,11 @@ def _tree(root: Path) -> set[str]:
     "7 (Dovecot auth_username_chars; POPular '..' rule)",
     "Path-like user names (../../etc/passwd, /etc/passwd, a/../b, ~root, %2e%2e%2f, 1 KiB names) get "
     "the same replies as an unknown user, and nothing is created or read outside the mail root.",
+    ref="security-probes/3.2/A15",
+    probes=["A15"],
 )
 def test_path_like_usernames_are_unknown_users(pop, target, request):
+    """Path-like user names get the unknown-user reply and touch nothing outside the mail root."""
     root = None
     seed = target.seed
     if seed.startswith("maildir:"):
@@ -394,7 +447,7 @@ def test_path_like_usernames_are_unknown_users(pop, target, request):
             reply = client.read_response()
             forgive(pop, target)
             return (True, None, (reply.ok, reply.code, reply.text))
-        except (ConnectionClosed, OSError):
+        except SERVER_CLOSED:
             return ("closed",)
 
     reference = replies(unknown_user().encode())
@@ -405,20 +458,20 @@ def test_path_like_usernames_are_unknown_users(pop, target, request):
         full = target.embedded or index < 3
         got = replies(name.encode(), password=full)
         wanted = reference if full else user_only
-        expect(got == wanted, f"USER {name!r} answered like an unknown user", wanted, got)
+        expect(got == wanted, f"USER {name!r} answered like an unknown user", expected=wanted, actual=got)
     long_reply = replies(b"a" * 1024)
     expect(
         long_reply == reference or long_reply[0] in (False, "closed"),
         "USER with a 1 KiB name: like an unknown user, or -ERR (line too long)",
-        reference,
-        long_reply,
+        expected=reference,
+        actual=long_reply,
     )
     if root is not None:
         expect(
             _tree(root) == before,
             "the mail root is unchanged (white-box)",
-            "no new entries",
-            _tree(root) ^ before,
+            expected="no new entries",
+            actual=_tree(root) ^ before,
         )
     else:
         observe(request, "white-box tree check skipped (mail root unknown)")
@@ -434,8 +487,11 @@ SASL_LIMIT = 8192
     "4 (Dovecot LOGIN_MAX_AUTH_BUF_SIZE; fuzz-sasl-authentication)",
     "An AUTH PLAIN response over 8 KiB, or an over-long initial response, gets -ERR (or a close) "
     "without crash, and never authenticates.",
+    ref="security-probes/3.2/A16",
+    probes=["A16"],
 )
 def test_oversized_sasl_response_is_refused(pop, target, capabilities):
+    """An over-long SASL response gets -ERR or a close, never a login or a crash."""
     if "PLAIN" not in sasl_mechanisms(capabilities):
         unimplemented("SASL PLAIN is not advertised")
     client = pop(login=False)
@@ -444,16 +500,19 @@ def test_oversized_sasl_response_is_refused(pop, target, capabilities):
         client.send_raw(b"QUFB" * (SASL_LIMIT // 4 + 512) + b"\r\n")
         try:
             reply = client.read_response()
-        except (ConnectionClosed, OSError):
+        except SERVER_CLOSED:
             reply = None
         expect(
-            not _authenticated(reply), "a 10 KiB SASL response", "-ERR or close", reply.raw if reply else b""
+            not _authenticated(reply),
+            "a 10 KiB SASL response",
+            expected="-ERR or close",
+            actual=reply.raw if reply else b"",
         )
     other = pop(login=False)
     reply = reply_unless_closed(other, "AUTH PLAIN " + "QUFB" * 100)
     expect(
         not _authenticated(reply),
         "AUTH PLAIN with a 400-octet initial response",
-        "-ERR",
-        reply.raw if reply else b"",
+        expected="-ERR",
+        actual=reply.raw if reply else b"",
     )

@@ -49,8 +49,11 @@ def _relay_recipients(srv: str, ip: str) -> list[str]:
     "2 (nmap smtp-open-relay)",
     "Without a prior POP login, every nmap smtp-open-relay sender/recipient combination (percent hack, "
     "bang path, quoted local part, IP literal, source route) is refused; a local recipient is accepted.",
+    ref="security-probes/3.5/S1",
+    probes=["S1"],
 )
 def test_no_open_relay_without_pop_login(target, request):
+    """Every nmap open-relay address trick is refused without a POP login; local mail is accepted."""
     source = clean_source(target)
     endpoint = _smtp_endpoint(target)
     ip = endpoint.host if endpoint.host[0].isdigit() else "127.0.0.1"
@@ -72,8 +75,13 @@ def test_no_open_relay_without_pop_login(target, request):
         local = smtp.docmd("RCPT", f"TO:<{target.user.user}@{target.domain}>")
         smtp.rset()
     observe(request, f"local recipient control: {local[0]}")
-    expect(not accepted, "relay attempts from an address without a POP login", "all refused", accepted)
-    expect(local[0] == 250, "RCPT to the local test user (control)", 250, local)
+    expect(
+        not accepted,
+        "relay attempts from an address without a POP login",
+        expected="all refused",
+        actual=accepted,
+    )
+    expect(local[0] == 250, "RCPT to the local test user (control)", expected=250, actual=local)
 
 
 @case(
@@ -83,14 +91,17 @@ def test_no_open_relay_without_pop_login(target, request):
     "2 (DRAC / poprelayd)",
     "A failed POP login does not open POP-before-SMTP relaying for the client's address, and a login "
     "from another address does not either.",
+    ref="security-probes/3.5/S2",
+    probes=["S2"],
 )
 def test_failed_pop_login_does_not_open_relay(pop, target):
+    """A failed POP login, or one from another address, does not open the relay."""
     source = clean_source(target)
     client = pop(login=False, source=source)
     user = client.command(f"USER {target.user.user}", check=False)
     if user.ok:
         reply = client.pass_(wrong_password(), check=False)
-        expect(not reply.ok, "PASS with a wrong password", "-ERR", reply.raw)
+        expect(not reply.ok, "PASS with a wrong password", expected="-ERR", actual=reply.raw)
     client.close()
     with _session(target, source) as smtp:
         smtp.docmd("MAIL", f"FROM:<{target.user.user}@{target.domain}>")
@@ -99,8 +110,8 @@ def test_failed_pop_login_does_not_open_relay(pop, target):
     expect(
         not 200 <= code < 300,
         "relay after a failed POP login (canary logged in from elsewhere)",
-        "refused",
-        f"{code} {text!r}",
+        expected="refused",
+        actual=f"{code} {text!r}",
     )
 
 
@@ -172,15 +183,21 @@ def _smuggle_recipient(target, guard) -> str:
     "4.1.1.4 (CVE-2023-51764, CVE-2023-51765, CVE-2023-51766)",
     "Only CRLF.CRLF ends DATA: a body with LF.LF, LF.CRLF, CR.CR, CRLF.CR or CRLF NUL.CRLF followed by "
     "a pipelined second MAIL/RCPT/DATA yields one reply to the one message, never a second message.",
+    ref="security-probes/3.5/S3",
+    probes=["S3"],
 )
 def test_no_smuggled_second_message(target, guard, request):
+    """Only CRLF.CRLF ends DATA: no smuggled second message."""
     recipient = _smuggle_recipient(target, guard)
     seen = {}
     for label, ending in SMUGGLE_ENDINGS.items():
         replies = _smuggle(target, recipient, ending)
         seen[label] = replies[0][:3] if replies else b"none"
         expect(
-            len(replies) == 1, f"replies after DATA with {label} and a pipelined second message", 1, replies
+            len(replies) == 1,
+            f"replies after DATA with {label} and a pipelined second message",
+            expected=1,
+            actual=replies,
         )
     observe(request, "; ".join(f"{k}: {v.decode()}" for k, v in seen.items()))
 
@@ -193,13 +210,16 @@ def test_no_smuggled_second_message(target, guard, request):
     "A DATA body with a bare CR or LF (or NUL) before the terminator is rejected, as Postfix "
     "smtpd_forbid_bare_newline=yes does.",
     hardening=True,
+    ref="security-probes/3.5/S3",
+    probes=["S3"],
 )
 def test_bare_newline_in_data_rejected(target, guard):
+    """A DATA body with a bare CR, LF or NUL is rejected."""
     recipient = _smuggle_recipient(target, guard)
     for label, ending in SMUGGLE_ENDINGS.items():
         replies = _smuggle(target, recipient, ending)
         first = replies[0] if replies else b""
-        expect(first[:1] in (b"4", b"5"), f"DATA with {label} in the body", "4xx/5xx", first)
+        expect(first[:1] in (b"4", b"5"), f"DATA with {label} in the body", expected="4xx/5xx", actual=first)
 
 
 @case(
@@ -209,8 +229,11 @@ def test_bare_newline_in_data_rejected(target, guard):
     "6 (Dovecot lmtp-local.c quota)",
     "A message declared (SIZE=) larger than the server or the account can take is refused with 552 "
     "(or 452) at MAIL or RCPT, before any DATA is accepted.",
+    ref="security-probes/3.5/S4",
+    probes=["S4"],
 )
 def test_oversized_declared_message_refused_early(target, request):
+    """A too-large declared SIZE is refused (552/452) before DATA."""
     with _session(target) as smtp:
         limit = smtp.esmtp_features.get("size", "")
         size = int(limit) + 1 if limit.strip().isdigit() and int(limit) else 2**40
@@ -221,7 +244,12 @@ def test_oversized_declared_message_refused_early(target, request):
             stage = "RCPT"
         smtp.rset()
     observe(request, f"SIZE={size}: {stage} {code} {text!r}")
-    expect(code in (552, 452), f"MAIL/RCPT with SIZE={size}", "552 (or 452)", f"{stage} {code} {text!r}")
+    expect(
+        code in (552, 452),
+        f"MAIL/RCPT with SIZE={size}",
+        expected="552 (or 452)",
+        actual=f"{stage} {code} {text!r}",
+    )
 
 
 @case(
@@ -231,8 +259,11 @@ def test_oversized_declared_message_refused_early(target, request):
     "4.2 (CVE-2011-0411)",
     "STARTTLS<CRLF>RSET<CRLF> in one segment: the RSET sent in clear is not run inside TLS (nothing "
     "is answered before the client's first TLS command).",
+    ref="security-probes/3.5/S5",
+    probes=["S5"],
 )
 def test_smtp_starttls_injection(target):
+    """A command pipelined after STARTTLS in clear is not run inside TLS."""
     endpoint = _smtp_endpoint(target)
     sock = socket.create_connection((endpoint.host, endpoint.port), timeout=15)
     try:
@@ -243,7 +274,7 @@ def test_smtp_starttls_injection(target):
         sock.sendall(b"STARTTLS\r\nRSET\r\n")
         ready = _reply(sock)
         if not ready.startswith(b"220"):
-            expect(True, "", "", "")
+            expect(True, "", expected="", actual="")
             return
         host = target.server_hostname or (
             "localhost" if endpoint.host in ("127.0.0.1", "::1") else endpoint.host
@@ -254,10 +285,10 @@ def test_smtp_starttls_injection(target):
             early = tls.recv(4096)
         except TimeoutError:
             early = b""
-        expect(early == b"", "bytes received inside TLS before any command", "nothing", early)
+        expect(early == b"", "bytes received inside TLS before any command", expected="nothing", actual=early)
         tls.settimeout(10)
         tls.sendall(b"EHLO pop3suite.test\r\n")
-        expect(_reply(tls).startswith(b"250"), "EHLO inside TLS", "250", "")
+        expect(_reply(tls).startswith(b"250"), "EHLO inside TLS", expected="250", actual="")
         tls.sendall(b"QUIT\r\n")
         tls.close()
     finally:
@@ -271,8 +302,11 @@ def test_smtp_starttls_injection(target):
     "4.1.3 (Sendmail leak example)",
     "RCPT TO:<postmaster@[own-ip]> vs <postmaster@[other-ip]> from an address without POP login: "
     "different answers reveal which address literals count as local; recorded.",
+    ref="security-probes/3.5/S6",
+    probes=["S6"],
 )
 def test_ip_literal_answers_recorded(target, request):
+    """Records whether IP-literal recipients reveal which addresses count as local."""
     source = clean_source(target)
     endpoint = _smtp_endpoint(target)
     own = endpoint.host if endpoint.host[0].isdigit() else "127.0.0.1"

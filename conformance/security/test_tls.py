@@ -27,8 +27,11 @@ from .probe import closed_within
     "3 (RFC 9325 §3.2; Dovecot auth_allow_cleartext)",
     "Where policy forbids cleartext logins (USER not in CAPA before TLS), USER/PASS and AUTH PLAIN "
     "without TLS fail even with the correct password, and the session stays in AUTHORIZATION.",
+    ref="security-probes/3.1/T6",
+    probes=["T6"],
 )
 def test_cleartext_login_refused_where_policy_forbids_it(pop, target, capabilities):
+    """Where cleartext is forbidden, USER/PASS and AUTH PLAIN fail even with the right password."""
     if target.pop3 is None:
         unimplemented("no plain POP3 endpoint")
     if not capabilities:  # e.g. popa3d: no CAPA (and no TLS), so no announced cleartext policy
@@ -38,12 +41,19 @@ def test_cleartext_login_refused_where_policy_forbids_it(pop, target, capabiliti
     client = pop("plain", login=False)
     user = client.command(f"USER {target.user.user}", check=False)
     reply = client.pass_(target.user.password, check=False) if user.ok else user
-    expect(not reply.ok, "USER/PASS with the correct password without TLS", "-ERR", reply.raw)
+    expect(not reply.ok, "USER/PASS with the correct password without TLS", expected="-ERR", actual=reply.raw)
     if "PLAIN" in sasl_mechanisms(capabilities):
         plain = client.auth_plain(target.user.user, target.user.password, check=False)
-        expect(not plain.ok, "AUTH PLAIN with the correct password without TLS", "-ERR", plain.raw)
+        expect(
+            not plain.ok,
+            "AUTH PLAIN with the correct password without TLS",
+            expected="-ERR",
+            actual=plain.raw,
+        )
     stat = client.command("STAT", check=False)
-    expect(not stat.ok, "STAT after the refused logins (still AUTHORIZATION)", "-ERR", stat.raw)
+    expect(
+        not stat.ok, "STAT after the refused logins (still AUTHORIZATION)", expected="-ERR", actual=stat.raw
+    )
 
 
 def _half_client_hello(target) -> bytes:
@@ -67,8 +77,11 @@ STALLED = 20
     "With many sockets each sending half a ClientHello and stalling, the server keeps accepting and "
     "serving new clients, and reaps the stalled sockets with a handshake or login timeout.",
     hardening=True,
+    ref="security-probes/3.1/T10",
+    probes=["T10"],
 )
 def test_stalled_handshakes_do_not_block_service(pop, target, request):
+    """Stalled half handshakes do not stop the server accepting and serving new clients."""
     if target.pop3s is None:
         unimplemented("no implicit-TLS endpoint (give --pop3s URL)")
     half = _half_client_hello(target)
@@ -80,11 +93,19 @@ def test_stalled_handshakes_do_not_block_service(pop, target, request):
             stalled.append(sock)
         started = time.monotonic()
         client = pop("implicit", login=True, timeout=15)
-        expect(client.noop().ok, "NOOP on a new implicit-TLS session during the stall", "+OK", "-ERR")
+        expect(
+            client.noop().ok,
+            "NOOP on a new implicit-TLS session during the stall",
+            expected="+OK",
+            actual="-ERR",
+        )
         client.quit()
         took = time.monotonic() - started
         expect(
-            took < 10, f"a new client is served while {STALLED} handshakes stall", "< 10 s", f"{took:.1f} s"
+            took < 10,
+            f"a new client is served while {STALLED} handshakes stall",
+            expected="< 10 s",
+            actual=f"{took:.1f} s",
         )
         limit = target.idle_timeout
         if limit is None or limit > 60:
@@ -98,8 +119,8 @@ def test_stalled_handshakes_do_not_block_service(pop, target, request):
         expect(
             open_left == 0,
             "stalled handshakes reaped by the handshake timeout",
-            "0 open",
-            f"{open_left} open",
+            expected="0 open",
+            actual=f"{open_left} open",
         )
     finally:
         for sock in stalled:

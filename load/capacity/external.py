@@ -26,6 +26,7 @@ from pathlib import Path
 import psutil
 
 from load.accounting import make_message
+from pop3suite import preflight as shared
 from pop3suite.client import ErrResponse, Pop3Client, Pop3ClientError, trust_context
 
 from .grid import MB, Cell, Grid
@@ -65,21 +66,30 @@ def _url(run: dict, tls: str) -> str:
 
 
 def _client(run: dict, tls: str) -> Pop3Client:
+    """A connected client for ``tls`` (none, stls, implicit) with a ``+OK``
+    greeting; connection, TLS trust and greeting are checked by the shared
+    pre-flight (pop3suite/preflight.py, imported as ``shared``), so every
+    command reports them alike."""
     port = run["pop3s_port"] if tls == "implicit" else run["pop3_port"]
+    endpoint = shared.Endpoint("--target", run["host"], port, "implicit" if tls == "implicit" else "none")
     context = trust_context(run.get("cafile"), bool(run.get("insecure")))
-    pop = Pop3Client(run["host"], port, tls=tls, ssl_context=context, timeout=TIMEOUT, transcript=False)
     try:
-        pop.connect()
-    except ssl.SSLError as error:
-        pop.close()
-        hint = "" if run.get("cafile") else " (give --cafile with the CA of its certificate, or --insecure)"
-        raise TargetError(
-            f"TLS with {_url(run, tls)} ({tls}) failed: {error.reason or error}{hint}"
-        ) from None
-    except (OSError, Pop3ClientError) as error:
-        pop.close()
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
-        raise TargetError(f"cannot reach {_url(run, tls)} ({tls}): {reason}") from None
+        pop = shared.connect(endpoint, context, timeout=TIMEOUT)
+    except shared.PreflightError as error:
+        raise TargetError(str(error)) from None
+    pop.transcript.enabled = False
+    if tls == "stls":
+        try:
+            pop.stls()
+        except ssl.SSLCertVerificationError as error:
+            pop.close()
+            raise TargetError(
+                f"--target {endpoint.url}: the certificate (after STLS) is not trusted "
+                f"({error.verify_message}); {shared.TRUST_HINT}"
+            ) from None
+        except (OSError, Pop3ClientError) as error:
+            pop.close()
+            raise TargetError(f"--target {endpoint.url}: STLS failed: {error}") from None
     return pop
 
 

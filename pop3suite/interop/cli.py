@@ -3,9 +3,10 @@
 Without a target the embedded reference server is tested.  ``--target``
 (with ``--pop3s``, ``--cafile``, ``--seed``...) names any server;
 ``--peer dovecot`` starts the Dovecot peer; ``--reference`` adds the
-embedded server to those, so one report compares them.  Exit status: 0 when
-no cell failed, 1 when one did, 2 for bad options or a target that could
-not start.
+embedded server to those, so one report compares them.  ``--target`` and
+``--report`` pass the shared pre-flight (pop3suite/preflight.py) before any
+client runs.  Exit status: 0 when no cell failed, 1 when one did, 2 for bad
+options, a failed pre-flight or a target that could not start.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from conformance.mailbox import SeedError
 from conformance.target import TargetError
+from pop3suite import preflight
 
 from . import CLIENTS
 from .base import AUTHS, BEHAVIOURS, MODES
@@ -69,6 +71,15 @@ def cmd_clients(args: argparse.Namespace) -> int:
         auths = _names(args.auths, AUTHS, "--auths")
         behaviours = _names(args.behaviours, BEHAVIOURS, "--behaviours")
     except argparse.ArgumentTypeError as error:
+        print(f"pop3suite: error: {error}", file=sys.stderr)
+        return 2
+    try:
+        preflight.writable_dir(args.report, "--report")
+        if args.target:
+            preflight.check_pop_target(
+                args.target, pop3s=args.pop3s, apop_user=args.apop_user, cafile=args.cafile
+            )
+    except preflight.PreflightError as error:
         print(f"pop3suite: error: {error}", file=sys.stderr)
         return 2
     runner = Runner(
