@@ -265,6 +265,11 @@ def _try_login(client: Pop3Client, endpoint: Endpoint, account: Account) -> Resp
     reply = client.command(f"USER {account.user}", check=False)
     if reply.ok:
         reply = client.pass_(account.password, check=False)
+    if not reply.ok and account.flag == "--apop-user" and not apop_timestamp(client.greeting):
+        # An APOP account on a greeting without a timestamp: its secret
+        # cannot be checked here, and refusing USER/PASS is its right.  The
+        # APOP cases grade the missing timestamp; this is no usage error.
+        return None
     if not reply.ok and apop_timestamp(client.greeting) and reply.code_str not in ("IN-USE", "LOGIN-DELAY"):
         try:
             reply = client.apop(account.user, account.password, check=False)

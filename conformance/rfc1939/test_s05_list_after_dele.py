@@ -33,6 +33,14 @@ def test_list_leaves_out_messages_marked_deleted(pop, mailbox):
         unimplemented("needs at least two messages in the maildrop")
     client.dele(1)
     after = client.list()
-    expect_equal(after, {n: s for n, s in sizes.items() if n != 1}, "LIST after DELE 1 (1 is marked deleted)")
-    expect_equal(sum(after.values()), client.stat()[1], "LIST sizes add up to the STAT size after DELE 1")
+    expect_equal(
+        "LIST after DELE 1 (1 is marked deleted)",
+        expected={n: s for n, s in sizes.items() if n != 1},
+        actual=after,
+    )
+    expect_equal(
+        "LIST sizes add up to the STAT size after DELE 1",
+        expected=client.stat()[1],
+        actual=sum(after.values()),
+    )
     # No QUIT: the session is dropped at teardown, so nothing is removed.

@@ -34,12 +34,16 @@ def test_message_unmarked_by_rset_survives_quit(pop, target, mailbox, scratch):
     client.rset()
     client.dele(found[removed])
     response = client.command("QUIT", check=False)
-    expect(response.ok, "QUIT after DELE, RSET, DELE", "+OK", response.raw)
+    expect(response.ok, "QUIT after DELE, RSET, DELE", expected="+OK", actual=response.raw)
     bytes_until_close(client)
     client.close()
     after = login_when_unlocked(pop, target)
     left = mailbox.locate_scratch(after, nonces)
-    expect_equal(set(left), {kept}, "scratch messages left: the one RSET unmarked, not the one marked after")
+    expect_equal(
+        "scratch messages left: the one RSET unmarked, not the one marked after",
+        expected={kept},
+        actual=set(left),
+    )
     for number in left.values():  # clean up
         after.dele(number)
     after.quit()

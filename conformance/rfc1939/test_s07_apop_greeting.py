@@ -40,6 +40,6 @@ def test_apop_refused_when_the_greeting_has_no_timestamp(pop, target, request):
     expect(
         not response.ok,
         "APOP on a connection whose greeting carries no timestamp (MD5 of the secret alone)",
-        "-ERR: without a timestamp there is no APOP",
-        response.raw,
+        expected="-ERR: without a timestamp there is no APOP",
+        actual=response.raw,
     )

@@ -32,9 +32,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.fault != "none":
         install(args.fault)
-    from pop3suite.cli import cmd_serve
+    from pop3suite.cli import build_parser, cmd_serve
 
-    return cmd_serve(argparse.Namespace(config=args.config, verbose=args.verbose))
+    # The real `serve` parser, so the broken server gets every default a
+    # `pop3suite serve` gets (log level, metrics port, ...).
+    serve = build_parser().parse_args(["serve", "--config", args.config, *(["-v"] if args.verbose else [])])
+    return cmd_serve(serve)
 
 
 if __name__ == "__main__":

@@ -352,13 +352,13 @@ class BrokenSession(Pop3Session):
         await self.conn.start_tls(self.ctx.tls_context, self.ctx.settings.idle_timeout)
         self.core.tls_started()
 
-    def _update(self, action: Any) -> bytes:
+    async def _update(self, action: Any) -> bytes:
         if self.quit_removes_nothing:
             return self.core.update_finished()
         if self.quit_ignores_rset:
             marked = getattr(self.core, "ever_deleted", set()) | set(action.numbers)
             action = dataclasses.replace(action, numbers=tuple(sorted(marked)))
-        reply = super()._update(action)
+        reply = await super()._update(action)
         if self.hold_lock_after_quit and self.maildrop is not None:
             held, self.maildrop = self.maildrop, None
             asyncio.get_running_loop().call_later(self.hold_lock_after_quit, held.close)
