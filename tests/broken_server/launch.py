@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from pop3suite.demo import ServerProcess
+from pop3suite.lab import ServerProcess
 
 from .cases import keyword_expression
 
