@@ -19,7 +19,7 @@ from .errors import MalformedResponse
 #: ``n size`` of STAT / LIST (RFC 1939 §5: drop listing and scan listing).
 _SCAN = re.compile(r"([0-9]+) ([0-9]+)(?: .*)?")
 #: ``n uid`` of UIDL; the unique-id is 1..70 characters 0x21..0x7E (RFC 1939 §7).
-_UID = re.compile(r"([0-9]+) ([\x21-\x7e]{1,70})(?: .*)?")
+_UID = re.compile(r"([0-9]+) ([\x21-\x7e]{1,70})")
 
 
 def _text(value: str | bytes) -> str:
