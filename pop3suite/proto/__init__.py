@@ -5,7 +5,7 @@ The reference server, the conformance client and the Locust client all build
 on this package, so POP3 is parsed in one place.
 """
 
-from .auth import apop_digest, greeting_timestamp, sasl_plain_decode, sasl_plain_encode
+from .auth import apop_digest, greeting_timestamp, sasl_plain_decode, sasl_plain_encode, sasl_plain_split
 from .capa import capability_map
 from .commands import Command, parse_command
 from .errors import MalformedResponse, PeerError, Pop3Error
@@ -80,6 +80,7 @@ __all__ = [
     "parse_uid_listing",
     "sasl_plain_decode",
     "sasl_plain_encode",
+    "sasl_plain_split",
     "split_message",
     "wire_size",
 ]

@@ -45,6 +45,13 @@ def sasl_plain_decode(payload: bytes | str) -> tuple[str, str, bytes]:
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         raise MalformedResponse("SASL PLAIN: invalid base64") from None
+    return sasl_plain_split(data)
+
+
+def sasl_plain_split(data: bytes) -> tuple[str, str, bytes]:
+    """Decoded PLAIN bytes -> ``(authzid, authcid, password bytes)``; the
+    checks of :func:`sasl_plain_decode` after base64 (which a server does
+    first for every mechanism)."""
     parts = data.split(b"\0")
     if len(parts) != 3 or not parts[1] or not parts[2]:
         raise MalformedResponse("SASL PLAIN: expected authzid NUL authcid NUL password")

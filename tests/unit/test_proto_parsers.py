@@ -67,7 +67,12 @@ def test_sasl_plain_round_trip_and_errors():
     assert base64.b64decode(token) == b"admin\0alice\0s3cret pass"
     assert sasl_plain_decode(token) == ("admin", "alice", b"s3cret pass")
     assert sasl_plain_decode(sasl_plain_encode("b\u00e9a", "p")) == ("", "b\u00e9a", b"p")
-    for bad in (b"%%%", base64.b64encode(b"\0alice"), base64.b64encode(b"\0\0pw"), base64.b64encode(b"\0\xff\0pw")):
+    for bad in (
+        b"%%%",
+        base64.b64encode(b"\0alice"),
+        base64.b64encode(b"\0\0pw"),
+        base64.b64encode(b"\0\xff\0pw"),
+    ):
         with pytest.raises(MalformedResponse):
             sasl_plain_decode(bad)
 
