@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .client import Pop3Client
 from .lab import ServerProcess, lab_server, start_server  # noqa: F401 - conformance/embedded.py imports them from here
-from .proto import CrlfNormalizer
+from .proto import crlf_form
 
 #: Messages that break careless servers (rfc-checklist.md, "most often wrong").
 DEMO_MESSAGES: dict[str, bytes] = {
@@ -36,10 +36,8 @@ DEMO_MESSAGES: dict[str, bytes] = {
 }
 
 
-def expected_wire(data: bytes) -> bytes:
-    """What RETR must deliver, unstuffed: CRLF line ends, final CRLF."""
-    normalizer = CrlfNormalizer()
-    return normalizer.feed(data) + normalizer.finish()
+#: What RETR must deliver, unstuffed: CRLF line ends, final CRLF.
+expected_wire = crlf_form
 
 
 def _modes(lab: object, server: ServerProcess) -> dict[str, Callable[[], Pop3Client]]:

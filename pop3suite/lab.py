@@ -53,6 +53,18 @@ def start_server(config_path: Path, timeout: float = 20.0) -> ServerProcess:
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+    return wait_ready(process, timeout, "pop3suite serve")
+
+
+def wait_ready(process: subprocess.Popen[str], timeout: float, what: str) -> ServerProcess:
+    """Read a starting server's output (``listening: NAME on HOST:PORT``
+    lines) up to ``ready``; then keep draining it in a thread so the server
+    never blocks on a full pipe.  Shared with the broken-server launcher.
+
+    Raises:
+        RuntimeError: the process exited or was not ready within
+            ``timeout`` s (it is killed); the message carries its output.
+    """
     endpoints: dict[str, int] = {}
     output: list[str] = []
     deadline = time.monotonic() + timeout
@@ -73,7 +85,7 @@ def start_server(config_path: Path, timeout: float = 20.0) -> ServerProcess:
             return ServerProcess(process, endpoints)
     process.kill()
     process.wait()
-    raise RuntimeError("pop3suite serve did not start:\n" + "".join(output))
+    raise RuntimeError(f"{what} did not start:\n" + "".join(output))
 
 
 @contextmanager

@@ -16,6 +16,7 @@ from .framing import (
     DotStuffer,
     LineBuffer,
     TopFilter,
+    crlf_form,
     encode_body,
     wire_size,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "Update",
     "apop_digest",
     "capability_map",
+    "crlf_form",
     "encode_body",
     "greeting_timestamp",
     "parse_command",

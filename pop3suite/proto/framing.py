@@ -139,6 +139,13 @@ class CrlfNormalizer:
         return CRLF
 
 
+def crlf_form(data: bytes) -> bytes:
+    """A whole stored message in the form RETR delivers it, unstuffed: CRLF
+    line ends and a final CRLF (what a client compares a RETR against)."""
+    normalizer = CrlfNormalizer()
+    return normalizer.feed(data) + normalizer.finish()
+
+
 def wire_size(chunks: Iterable[bytes]) -> int:
     """The octets RETR sends for a message, before dot-stuffing.
 
