@@ -37,7 +37,7 @@ import psutil
 
 from load import labsetup
 from load.scenario import load_scenario
-from pop3suite.demo import start_server
+from pop3suite.lab import start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pop3suite.client import Pop3Client
-from pop3suite.demo import ServerProcess, start_server
+from pop3suite.lab import ServerProcess, start_server
 from reference_server.lab import LabOptions, create_lab
 from reference_server.storage import open_store
 

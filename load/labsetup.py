@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pop3suite.demo import ServerProcess, start_server
+from pop3suite.lab import ServerProcess, start_server
 from reference_server import passwords
 from reference_server.lab import Lab, LabOptions, create_lab
 from reference_server.storage import open_store

@@ -10,23 +10,17 @@ lab.
 
 from __future__ import annotations
 
-import collections
-import os
-import shutil
 import ssl
 import statistics
 import subprocess
 import sys
-import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 from .client import Pop3Client
-from .proto import CrlfNormalizer
+from .lab import ServerProcess, lab_server, start_server  # noqa: F401 - conformance/embedded.py imports them from here
+from .proto import crlf_form
 
 #: Messages that break careless servers (rfc-checklist.md, "most often wrong").
 DEMO_MESSAGES: dict[str, bytes] = {
@@ -42,82 +36,8 @@ DEMO_MESSAGES: dict[str, bytes] = {
 }
 
 
-def expected_wire(data: bytes) -> bytes:
-    """What RETR must deliver, unstuffed: CRLF line ends, final CRLF."""
-    normalizer = CrlfNormalizer()
-    return normalizer.feed(data) + normalizer.finish()
-
-
-@dataclass
-class ServerProcess:
-    process: subprocess.Popen[str]
-    endpoints: dict[str, int]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def start_server(config_path: Path, timeout: float = 20.0) -> ServerProcess:
-    """Run ``pop3suite serve`` as a child process and wait until it is ready.
-
-    Raises:
-        RuntimeError: the server exited or did not get ready in time; the
-            message carries its output.
-    """
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pop3suite", "serve", "--config", str(config_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    endpoints: dict[str, int] = {}
-    output: list[str] = []
-    deadline = time.monotonic() + timeout
-    assert process.stdout is not None
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        output.append(line)
-        if "listening:" in line:
-            name, _, where = line.split("listening:", 1)[1].strip().partition(" on ")
-            endpoints[name] = int(where.rsplit(":", 1)[1])
-        if "ready" in line:
-            # The server logs one record per session: keep reading its
-            # output, or a full pipe would block it (the last lines are kept).
-            tail: collections.deque[str] = collections.deque(output, maxlen=200)
-            threading.Thread(target=tail.extend, args=(process.stdout,), daemon=True).start()
-            return ServerProcess(process, endpoints)
-    process.kill()
-    process.wait()
-    raise RuntimeError("pop3suite serve did not start:\n" + "".join(output))
-
-
-@contextmanager
-def lab_server(keep: bool = False) -> Iterator[tuple[object, ServerProcess]]:
-    """A temporary lab with free ports and its running server."""
-    from reference_server.lab import LabOptions, create_lab
-
-    directory = Path(tempfile.mkdtemp(prefix="pop3suite-demo-"))
-    ports = {"pop3_port": "auto", "pop3s_port": "auto", "smtp_port": "auto"}
-    ports.update(submission_port=0, smtps_port=0)
-    lab = create_lab(directory, LabOptions(ports=ports, login_failure_delay=0.2, fsync=False))
-    server = start_server(lab.config_path)
-    try:
-        yield lab, server
-    finally:
-        server.stop()
-        if keep:
-            print(f"lab kept in {directory}")
-        else:
-            shutil.rmtree(directory, ignore_errors=True)
+#: What RETR must deliver, unstuffed: CRLF line ends, final CRLF.
+expected_wire = crlf_form
 
 
 def _modes(lab: object, server: ServerProcess) -> dict[str, Callable[[], Pop3Client]]:

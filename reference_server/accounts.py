@@ -17,11 +17,10 @@ rule is testable directly:
 from __future__ import annotations
 
 import functools
-import hashlib
 import hmac
 from collections.abc import Mapping
 
-from pop3suite.proto import Authenticate
+from pop3suite.proto import Authenticate, apop_digest
 
 from . import passwords
 from .config import AccountSettings
@@ -82,5 +81,5 @@ class Authenticator:
         secret = passwords.plain_secret(account.password) if account else None
         if account is None or not account.apop or secret is None or not timestamp:
             return None
-        expected = hashlib.md5((timestamp + secret).encode("utf-8")).hexdigest().encode("ascii")
+        expected = apop_digest(timestamp, secret).encode("ascii")
         return account.name if hmac.compare_digest(expected, request.secret) else None

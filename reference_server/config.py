@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from pop3suite.proto.limits import PROVIDER_IDLE_TIMEOUT_SECONDS
 
 from . import passwords, plans
+from .errors import ConfigError
+from .policy import from_config as policy_from_config
 from .storage.base import SAFE_USERNAME
 
 if TYPE_CHECKING:
@@ -30,10 +32,6 @@ AUTO_PORT = -1
 def bind_port(port: int) -> int:
     """The port number to pass to bind() for a configured (non-zero) port."""
     return 0 if port == AUTO_PORT else port
-
-
-class ConfigError(Exception):
-    """A config problem, worded for the user (file, key, what is wrong)."""
 
 
 #: Mailbox formats ``server.storage`` / ``accounts.NAME.storage`` may name
@@ -304,9 +302,9 @@ def parse(data: dict[str, Any], path: Path) -> Settings:
     kwargs.update(_operations(path, data))
     kwargs.setdefault("mail_root", base / "mail")
     kwargs.setdefault("spool_dir", base / "spool")
-    from .policy import from_config  # not at the top: policy.py imports ConfigError from here
-
-    kwargs["policy"] = from_config(server.get("policy"), data.get("policy"), path, server.get("storage"))
+    kwargs["policy"] = policy_from_config(
+        server.get("policy"), data.get("policy"), path, server.get("storage")
+    )
     if kwargs["policy"] is not None:
         kwargs.setdefault("policy_log", base / "policy-log.jsonl")
     if "era" in data:

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError
+from .errors import ConfigError
 from .plans import MEGABYTE
 
 CONNECTIONS = ("tls", "plain")

@@ -78,7 +78,7 @@ class EraSettings:
 
 def parse_era(table: Any, path: Path) -> EraSettings:
     """Validate ``[era]``; errors name the file and the key (config.ConfigError)."""
-    from .config import ConfigError
+    from .errors import ConfigError
 
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: 'era' must be a table")

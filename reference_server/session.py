@@ -48,7 +48,7 @@ from pop3suite.proto import (
     responses,
 )
 from pop3suite.proto.errors import AuthFailed, LoginDelay, MailboxInUse, SystemTemporary
-from pop3suite.proto.framing import CrlfNormalizer, DotStuffer, TopFilter
+from pop3suite.proto.framing import BodyEncoder
 
 from . import eventlog
 from .accounts import Authenticator
@@ -457,27 +457,16 @@ class Pop3Session:
             self.conn.write(responses.error_line(SystemTemporary()))
             return
         self.conn.write(action.status_line)
-        stuffer = DotStuffer()
-        normalizer = None if message.crlf_clean and action.top_lines is None else CrlfNormalizer()
-        top = TopFilter(action.top_lines) if action.top_lines is not None else None
+        encoder = BodyEncoder(action.top_lines, crlf_clean=message.crlf_clean)
         chunk = first
         while chunk:
-            if normalizer is not None:
-                chunk = normalizer.feed(chunk)
-            if top is not None:
-                chunk = top.feed(chunk)
-            self.conn.write(stuffer.feed(chunk))
-            if top is not None and top.done:
+            self.conn.write(encoder.feed(chunk))
+            if encoder.done:
                 break
             await self._drain()
             chunk = next(chunks, b"")
         chunks.close()
-        if normalizer is not None:
-            tail = normalizer.finish()
-            if top is not None:
-                tail = top.feed(tail)
-            self.conn.write(stuffer.feed(tail))
-        self.conn.write(stuffer.finish())
+        self.conn.write(encoder.finish())
 
     async def _start_tls(self, action: StartTLS) -> None:
         assert self.ctx.tls_context is not None

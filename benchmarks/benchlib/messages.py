@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pop3suite.demo import expected_wire
+from pop3suite.proto import crlf_form as expected_wire
 
 
 def text_message(size: int, seed: int = 0) -> bytes:

@@ -11,7 +11,7 @@ import threading
 from collections import deque
 from pathlib import Path
 
-from pop3suite.demo import ServerProcess, start_server
+from pop3suite.lab import ServerProcess, start_server
 from pop3suite.netutil import free_port
 from reference_server import config, passwords
 from reference_server.lab import LabOptions, create_lab

@@ -4,7 +4,7 @@ Every cell gets its own scenario file (``DIR/cells/<id>/scenario.toml``,
 from :func:`load.capacity.grid.cell_scenario_toml`), a fresh embedded
 reference server with the cell's backend, pre-filled to the cell's mailbox
 size (:func:`load.labsetup.start`), and is run by
-:func:`pop3suite.loadcmd.run_load` exactly like ``pop3suite load`` runs a
+:func:`load.run.run_load` exactly like ``pop3suite load`` runs a
 scenario, with results in ``DIR/cells/<id>/``.  Server CPU is the CPU time
 of the server's process tree (:func:`load.monitor.tree_cpu_seconds`) read
 before and after the run, so other load on the machine does not count.
@@ -284,8 +284,8 @@ def _eta(seconds: float) -> str:
 def run_cell(grid: Grid, cell: Cell, out: Path, run_time: float, external: dict | None) -> dict:
     """Run one cell; returns its capacity.json entry."""
     from load import labsetup
+    from load.run import run_load
     from load.scenario import load_scenario
-    from pop3suite.loadcmd import run_load
 
     cell_dir = out / "cells" / cell.id
     if cell_dir.exists():

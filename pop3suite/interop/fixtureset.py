@@ -11,6 +11,7 @@ names the client used.
 from __future__ import annotations
 
 from conformance.fixtures import Fixture, all_fixtures, fixture_name
+from pop3suite.proto import split_message
 
 #: Fixture names, in delivery order.
 NAMES = ("utf8-headers", "bare-lf", "dot-lines", "8bit", "no-final-newline", "1mb")
@@ -27,5 +28,4 @@ def fixture_set(names: tuple[str, ...] = NAMES) -> list[Fixture]:
 
 def name_of(message: bytes) -> str | None:
     """The fixture name in a stored message's header block (CRLF or LF)."""
-    head = message.split(b"\n\n", 1)[0].split(b"\r\n\r\n", 1)[0]
-    return fixture_name(head + b"\n")
+    return fixture_name(split_message(message)[0] + b"\n")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from conformance.target import Target, TargetError
 from pop3suite.client import Pop3Client, Pop3ClientError, apop_timestamp
+from pop3suite.proto import capability_map
 
 
 @dataclass(frozen=True)
@@ -31,14 +32,10 @@ class ModeProbe:
     error: str = ""
 
     def has(self, keyword: str) -> bool:
-        return self.capa is not None and any(line.upper().split()[:1] == [keyword] for line in self.capa)
+        return self.capa is not None and keyword in capability_map(self.capa)
 
     def sasl(self) -> tuple[str, ...]:
-        for line in self.capa or ():
-            words = line.upper().split()
-            if words[:1] == ["SASL"]:
-                return tuple(words[1:])
-        return ()
+        return tuple(word.upper() for word in capability_map(self.capa or ()).get("SASL", []))
 
 
 @dataclass

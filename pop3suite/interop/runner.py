@@ -16,7 +16,6 @@ with the suite's own client, never with the client under test.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import shutil
 import tempfile
@@ -29,6 +28,7 @@ from conformance.fixtures import Fixture
 from conformance.mailbox import Seeder, SeedError
 from conformance.target import Credentials, Target
 from pop3suite.client import Pop3Client, Pop3ClientError
+from pop3suite.proto import sasl_plain_encode
 
 from .base import AUTHS, BEHAVIOURS, MODES, CellUnsupported, Client, ClientFailed, Login
 from .fixtureset import fixture_set
@@ -376,7 +376,7 @@ class Runner:
 
 def _redact(text: str, credentials: Credentials) -> str:
     """Client output without the password or the SASL PLAIN token carrying it."""
-    token = base64.b64encode(f"\0{credentials.user}\0{credentials.password}".encode()).decode()
+    token = sasl_plain_encode(credentials.user, credentials.password)
     for secret in (token, credentials.password):
         if secret:
             text = text.replace(secret, "<redacted>")

@@ -34,6 +34,7 @@ import re
 from dataclasses import dataclass, field
 
 from conformance.fixtures import HEADER, SERVER_BOUNDARY, Fixture, matches
+from pop3suite.proto import split_message
 
 from .fixtureset import name_of
 
@@ -109,9 +110,7 @@ def session_form(message: bytes, variations: frozenset[str] | set[str]) -> bytes
 
 def _head_end(message: bytes) -> int:
     """Where the header block ends, its last line end included (CRLF or LF)."""
-    ends = [i + 2 for i in (message.find(b"\r\n\r\n"),) if i >= 0]
-    ends += [i + 1 for i in (message.find(b"\n\n"),) if i >= 0]
-    return min(ends) if ends else len(message)
+    return len(split_message(message)[0])
 
 
 @dataclass

@@ -5,9 +5,29 @@ The reference server, the conformance client and the Locust client all build
 on this package, so POP3 is parsed in one place.
 """
 
+from .auth import apop_digest, greeting_timestamp, sasl_plain_decode, sasl_plain_encode, sasl_plain_split
+from .capa import capability_map
 from .commands import Command, parse_command
 from .errors import MalformedResponse, PeerError, Pop3Error
-from .framing import BodyReader, CrlfNormalizer, DotStuffer, LineBuffer, TopFilter, encode_body, wire_size
+from .framing import (
+    BodyEncoder,
+    BodyReader,
+    CrlfNormalizer,
+    DotStuffer,
+    LineBuffer,
+    TopFilter,
+    crlf_form,
+    encode_body,
+    wire_size,
+)
+from .listings import (
+    parse_drop_listing,
+    parse_scan_line,
+    parse_scan_listing,
+    parse_uid_line,
+    parse_uid_listing,
+)
+from .message import split_message
 from .responses import Response, parse_status_line
 from .server import (
     COMMANDS,
@@ -28,6 +48,7 @@ __all__ = [
     "COMMANDS",
     "Action",
     "Authenticate",
+    "BodyEncoder",
     "BodyReader",
     "Close",
     "Command",
@@ -47,8 +68,21 @@ __all__ = [
     "State",
     "TopFilter",
     "Update",
+    "apop_digest",
+    "capability_map",
+    "crlf_form",
     "encode_body",
+    "greeting_timestamp",
     "parse_command",
+    "parse_drop_listing",
+    "parse_scan_line",
+    "parse_scan_listing",
     "parse_status_line",
+    "parse_uid_line",
+    "parse_uid_listing",
+    "sasl_plain_decode",
+    "sasl_plain_encode",
+    "sasl_plain_split",
+    "split_message",
     "wire_size",
 ]

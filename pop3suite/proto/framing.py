@@ -139,6 +139,13 @@ class CrlfNormalizer:
         return CRLF
 
 
+def crlf_form(data: bytes) -> bytes:
+    """A whole stored message in the form RETR delivers it, unstuffed: CRLF
+    line ends and a final CRLF (what a client compares a RETR against)."""
+    normalizer = CrlfNormalizer()
+    return normalizer.feed(data) + normalizer.finish()
+
+
 def wire_size(chunks: Iterable[bytes]) -> int:
     """The octets RETR sends for a message, before dot-stuffing.
 
@@ -183,19 +190,58 @@ class DotStuffer:
         return TERMINATOR if self._at_line_start else CRLF + TERMINATOR
 
 
-def encode_body(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """Stored message chunks in, wire chunks out (normalised, stuffed,
-    terminated)."""
-    normalizer = CrlfNormalizer()
-    stuffer = DotStuffer()
+class BodyEncoder:
+    """The one body encoder of RETR and TOP: stored chunks in, wire chunks
+    out (CRLF-normalised, cut to ``top_lines`` body lines for TOP,
+    dot-stuffed; :meth:`finish` adds the terminator).
+
+    Streaming, so the server can drain between chunks and stop reading a
+    100 MB message once TOP is satisfied (:attr:`done`).  ``crlf_clean``:
+    the store knows the message has no bare LF, so RETR skips the
+    normaliser (its hot path); TOP always normalises, since its line count
+    needs CRLF lines.
+    """
+
+    def __init__(self, top_lines: int | None = None, crlf_clean: bool = False) -> None:
+        self._stuffer = DotStuffer()
+        self._normalizer = None if crlf_clean and top_lines is None else CrlfNormalizer()
+        self._top = TopFilter(top_lines) if top_lines is not None else None
+
+    @property
+    def done(self) -> bool:
+        """TOP has sent all it needs: feed no more."""
+        return self._top is not None and self._top.done
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self._normalizer is not None:
+            chunk = self._normalizer.feed(chunk)
+        if self._top is not None:
+            chunk = self._top.feed(chunk)
+        return self._stuffer.feed(chunk)
+
+    def finish(self) -> bytes:
+        """What the normaliser still holds, then the terminator."""
+        tail = b""
+        if self._normalizer is not None:
+            tail = self._normalizer.finish()
+            if self._top is not None:
+                tail = self._top.feed(tail)
+        return self._stuffer.feed(tail) + self._stuffer.finish()
+
+
+def encode_body(
+    chunks: Iterable[bytes], top_lines: int | None = None, crlf_clean: bool = False
+) -> Iterator[bytes]:
+    """Stored message chunks in, wire chunks out (normalised, cut for TOP,
+    stuffed, terminated): :class:`BodyEncoder` over a whole message."""
+    encoder = BodyEncoder(top_lines, crlf_clean)
     for chunk in chunks:
-        out = stuffer.feed(normalizer.feed(chunk))
+        out = encoder.feed(chunk)
         if out:
             yield out
-    tail = normalizer.finish()
-    if tail:
-        yield stuffer.feed(tail)
-    yield stuffer.finish()
+        if encoder.done:
+            break
+    yield encoder.finish()
 
 
 class TopFilter:

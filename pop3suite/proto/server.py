@@ -40,12 +40,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from . import responses
+from .auth import sasl_plain_split
 from .commands import Command, expect_args, line_count, message_number, parse_command
 from .errors import (
     AuthFailed,
     BadArguments,
     CleartextDisallowed,
     LineTooLong,
+    MalformedResponse,
     NoSuchMessage,
     Pop3Error,
     TooManyErrors,
@@ -418,14 +420,11 @@ class ServerSession:
             raise BadArguments("Invalid base64 data.") from None
         if mechanism != "PLAIN":
             raise BadArguments("Unsupported authentication mechanism.")
-        parts = data.split(b"\0")
-        if len(parts) != 3 or not parts[1] or not parts[2]:
-            raise AuthFailed()
         try:
-            authzid, authcid = parts[0].decode("utf-8"), parts[1].decode("utf-8")
-        except UnicodeDecodeError:
+            authzid, authcid, password = sasl_plain_split(data)
+        except MalformedResponse:
             raise AuthFailed() from None
-        return self._await("login", Authenticate("PLAIN", authcid, parts[2], authzid))
+        return self._await("login", Authenticate("PLAIN", authcid, password, authzid))
 
     def _cmd_stls(self, command: Command) -> Action:
         expect_args(command, 0)

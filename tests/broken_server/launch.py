@@ -15,8 +15,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from pop3suite.demo import ServerProcess
+from pop3suite.lab import ServerProcess, wait_ready
 
 from .cases import keyword_expression
 
@@ -103,26 +101,7 @@ def seed_fixtures(maildir: Path) -> None:
 
 
 def _wait_ready(process: subprocess.Popen[str], timeout: float) -> ServerProcess:
-    """Read the server's output up to ``ready`` (as pop3suite.demo.start_server)."""
-    assert process.stdout is not None
-    endpoints: dict[str, int] = {}
-    output: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        output.append(line)
-        if "listening:" in line:
-            name, _, where = line.split("listening:", 1)[1].strip().partition(" on ")
-            endpoints[name] = int(where.rsplit(":", 1)[1])
-        if "ready" in line:
-            # The server logs as it serves: keep reading so it never blocks on a full pipe.
-            threading.Thread(target=process.stdout.read, daemon=True).start()
-            return ServerProcess(process, endpoints)
-    process.kill()
-    process.wait()
-    raise RuntimeError("broken server did not start:\n" + "".join(output))
+    return wait_ready(process, timeout, "broken server")
 
 
 @contextmanager

@@ -21,7 +21,7 @@ from load.capacity.era import (
 )
 from load.capacity.grid import load_grid
 from pop3suite.client import Pop3Client
-from pop3suite.demo import start_server
+from pop3suite.lab import start_server
 from reference_server.lab import LabOptions, create_lab
 
 pytestmark = pytest.mark.timeout(60)

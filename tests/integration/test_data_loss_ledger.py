@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from pop3suite.client import ConnectionClosed, Pop3Client
-from pop3suite.demo import start_server
+from pop3suite.lab import start_server
 from reference_server.config import AUTO_PORT
 from reference_server.lab import LabOptions, create_lab
 from reference_server.server import ReferenceServer

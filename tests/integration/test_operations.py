@@ -10,7 +10,6 @@ filter matches the real failed-login lines, text and JSON; bad ``[log]`` and
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import re
 import shutil
@@ -24,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from pop3suite.client import Pop3Client, apop_timestamp
+from pop3suite.proto import apop_digest, sasl_plain_encode
 from reference_server import config
 from reference_server.lab import Lab, LabOptions, create_lab
 from tests.conftest import PASSWORD, ROOT, run_pop3suite
@@ -101,12 +101,12 @@ def test_json_records_for_a_session_and_failed_logins_without_secrets(served: Se
     with Pop3Client("127.0.0.1", served.ports["pop3"]) as pop:
         pop.user("bob")
         assert not pop.pass_("wrong horse battery", check=False).ok
-        token = base64.b64encode(b"\0carol\0wrong horse battery").decode()
+        token = sasl_plain_encode("carol", "wrong horse battery")
         secrets.append(token)
         assert not pop.command(f"AUTH PLAIN {token}", check=False).ok
         timestamp = apop_timestamp(pop.greeting)
         if timestamp is not None:
-            digest = hashlib.md5((timestamp + "nope").encode()).hexdigest()
+            digest = apop_digest(timestamp, "nope")
             secrets.append(digest)
             assert not pop.command(f"APOP carol {digest}", check=False).ok
         pop.quit()

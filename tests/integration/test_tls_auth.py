@@ -8,8 +8,6 @@ RFC 2449 §8, RFC 2595, RFC 3206, RFC 5034, RFC 8314) name the requirements.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
 import socket
 import ssl
@@ -19,7 +17,7 @@ import warnings
 import pytest
 
 from pop3suite.client import apop_timestamp
-from pop3suite.proto import parse_status_line
+from pop3suite.proto import apop_digest, capability_map, parse_status_line, sasl_plain_encode
 from tests.conftest import PASSWORD, open_client
 
 MSGID_RE = re.compile(r"<[^<>@\s]+@[^<>@\s]+>")
@@ -38,12 +36,11 @@ def recv_line(sock: socket.socket) -> bytes:
     return line
 
 
-def digest(timestamp: str, secret: str) -> str:
-    return hashlib.md5((timestamp + secret).encode()).hexdigest()
+digest = apop_digest  # the RFC 1939 example is checked in tests/unit/test_proto_parsers.py
 
 
 def tags(capa: list[str]) -> set[str]:
-    return {line.split(" ", 1)[0].upper() for line in capa}
+    return set(capability_map(capa))
 
 
 # ----------------------------------------------------------- implicit TLS
@@ -253,7 +250,7 @@ def test_non_apop_account_cannot_use_apop(connect):
 
 
 def _plain_token(user: str, password: str) -> str:
-    return base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+    return sasl_plain_encode(user, password)
 
 
 @pytest.mark.parametrize("initial", [True, False], ids=["initial-response", "continuation"])
@@ -282,7 +279,7 @@ def test_sasl_cancel_bad_base64_and_unknown_mechanism(connect):
     assert not pop.command("!!!notbase64", check=False).ok
     assert not pop.command("AUTH FOO", check=False).ok
     assert not pop.command("AUTH FOO " + _plain_token("alice", PASSWORD), check=False).ok
-    authzid = base64.b64encode(f"bob\0alice\0{PASSWORD}".encode()).decode()
+    authzid = sasl_plain_encode("alice", PASSWORD, authzid="bob")
     assert not pop.command(f"AUTH PLAIN {authzid}", check=False).ok  # no proxy logins
     assert pop.auth_plain("alice", PASSWORD).ok
     assert pop.stat() == (0, 0)

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from pop3suite.client import Pop3Client
-from pop3suite.demo import expected_wire, start_server
+from pop3suite.lab import start_server
+from pop3suite.proto import crlf_form as expected_wire
 from reference_server.lab import LabOptions, create_lab
 from reference_server.storage import MaildirStore
 
