@@ -6,7 +6,7 @@ connection behind socat), against the reference server's era mode
 For each size, one account's spool is filled with the capacity grids'
 message mix, then ``--polls`` keep polls (USER, PASS, STAT, UIDL, QUIT) run
 one after another; the CPU is the peer's whole process tree (socat plus
-the reaped popa3d children, ``load.monitor.tree_cpu_seconds``).  Prints ms
+the reaped popa3d children, ``pop3suite.load.monitor.tree_cpu_seconds``).  Prints ms
 per poll and the slope per MB: the ``b`` of a C full-scan daemon.  Not a
 test: the numbers depend on the machine.
 
@@ -24,10 +24,10 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from load.accounting import make_message
-from load.monitor import tree_cpu_seconds
-from load.scenario import parse_sizes
 from pop3suite.client import Pop3Client
+from pop3suite.load.accounting import make_message
+from pop3suite.load.monitor import tree_cpu_seconds
+from pop3suite.load.scenario import parse_sizes
 
 MIX = [[4000, 40], [20000, 30], [100000, 25], [500000, 5]]  # the capacity grids' message_sizes
 
@@ -74,7 +74,7 @@ def main() -> int:
         "--tls-front",
         metavar="PORT:PID:CAFILE",
         help="also poll over TLS through this front (stunnel in inetd mode behind socat, PID its socat), "
-        "with the era suite of scenarios/capacity-centos5.toml; its process tree's CPU is added",
+        "with the era suite of pop3suite/scenarios/capacity-centos5.toml; its process tree's CPU is added",
     )
     args = p.parse_args()
     env = peer_env(args.peer)
@@ -83,8 +83,8 @@ def main() -> int:
     pid, port = int(env["PEER_PID"]), int(env["PEER_POP3_PORT"])
     fronts = [("plain", port, [pid], None)]
     if args.tls_front:
-        from load.capacity.era import client_context
-        from load.capacity.grid import load_grid
+        from pop3suite.load.capacity.era import client_context
+        from pop3suite.load.capacity.grid import load_grid
 
         f_port, f_pid, cafile = args.tls_front.split(":", 2)
         context = client_context(cafile, load_grid("capacity-centos5").era)

@@ -4,7 +4,7 @@ Numbers, not tests.  Two measurements against the reference server
 (``pop3suite serve`` as its own process, a lab with cheap password hashes
 and empty mailboxes, so a poll is CONNECT, USER/PASS, STAT, QUIT):
 
-1. ``polls/s per core``: the Locust POP3 user (load/users.py, back-to-back
+1. ``polls/s per core``: the Locust POP3 user (pop3suite/load/users.py, back-to-back
    polls, plain POP3) against a raw asyncio client loop doing the same
    commands, in the same run on the same server.  The figure is polls per
    second of *client* CPU (user + sys), so it does not depend on how fast
@@ -35,9 +35,9 @@ from pathlib import Path
 
 import psutil
 
-from load import labsetup
-from load.scenario import load_scenario
 from pop3suite.lab import start_server
+from pop3suite.load import labsetup
+from pop3suite.load.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -67,7 +67,7 @@ def write_scenario(directory: Path, name: str, users: int, interval: float) -> P
 
 def locust_cmd(scenario: Path, run_file: Path, users: int, run_time: float, results: Path) -> list[str]:
     return [
-        sys.executable, "-m", "locust", "-f", str(ROOT / "load" / "locustfile.py"),
+        sys.executable, "-m", "locust", "-f", str(ROOT / "pop3suite" / "load" / "locustfile.py"),
         "--headless", "--only-summary", "--loglevel", "ERROR",
         "-u", str(users), "-r", "2000",
         "--pop3-scenario", str(scenario), "--pop3-run", str(run_file),

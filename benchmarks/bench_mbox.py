@@ -37,8 +37,8 @@ from pathlib import Path
 
 from pop3suite.client import Pop3Client
 from pop3suite.lab import ServerProcess, start_server
-from reference_server.lab import LabOptions, create_lab
-from reference_server.storage import open_store
+from pop3suite.server.lab import LabOptions, create_lab
+from pop3suite.server.storage import open_store
 
 PASSWORD = "bench"
 MESSAGE_SIZE = 10 * 1024

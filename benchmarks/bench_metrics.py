@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 
 from pop3suite.client import Pop3Client
-from reference_server.lab import LabOptions, create_lab
-from reference_server.storage import open_store
+from pop3suite.server.lab import LabOptions, create_lab
+from pop3suite.server.storage import open_store
 
 PASSWORD = "bench"
 ROOT = Path(__file__).resolve().parents[1]

@@ -36,7 +36,7 @@ from benchlib.reflab import build_reference, log_problems, remove
 from benchlib.results import Row, fmt, print_table, progress
 from benchlib.targets import MailPlan, Target
 
-from reference_server import passwords
+from pop3suite.server import passwords
 
 CHEAP_N = 2**10
 

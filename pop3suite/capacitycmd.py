@@ -3,12 +3,12 @@ and derive provider-style guidance (docs/capacity.md).
 
 Writes ``DIR/capacity.json`` (cells and their measurements; rewritten after
 every cell, so an interrupted sweep keeps what finished), ``DIR/model.json``
-and ``DIR/guidance.json``, renders the HTML report when ``load.report``
+and ``DIR/guidance.json``, renders the HTML report when ``pop3suite.load.report``
 exists, and prints the guidance table and the held-out error.  Exit status:
 0 when the sweep and the fit completed (or, against ``--target`` without
 ``--server-pid``, when the sweep completed: no fit is expected), 1 when the
 fit was impossible or the sweep was interrupted, 2 for usage errors and a
-target that cannot run the grid (load/capacity/external.py checks it first).
+target that cannot run the grid (pop3suite/load/capacity/external.py checks it first).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def add_capacity_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "capacity",
         help="sweep a capacity grid, fit the CPU cost model, derive mailbox/poll guidance",
-        description="Run every cell of a capacity scenario (scenarios/capacity-*.toml) as a load run "
+        description="Run every cell of a capacity scenario (pop3suite/scenarios/capacity-*.toml) as a load run "
         "against a fresh embedded server, fit CPU per poll, and derive a guidance table.",
     )
     p.add_argument("scenario", help="capacity scenario name (capacity-quick, capacity-full) or a TOML file")
@@ -90,10 +90,10 @@ def _write(path: Path, doc: dict) -> None:
 
 
 def cmd_capacity(args: argparse.Namespace) -> int:
-    from load.capacity.analysis import analyse
-    from load.capacity.grid import GridError, load_grid
-    from load.capacity.guidance import render
-    from load.capacity.sweep import run_sweep
+    from pop3suite.load.capacity.analysis import analyse
+    from pop3suite.load.capacity.grid import GridError, load_grid
+    from pop3suite.load.capacity.guidance import render
+    from pop3suite.load.capacity.sweep import run_sweep
 
     try:
         grid = load_grid(args.scenario)
@@ -157,9 +157,12 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     if guidance_doc is not None:
         _write(out / "guidance.json", guidance_doc)
     try:
-        from load.report import render_report
+        from pop3suite.load.report import render_report
     except ImportError:
-        print("capacity: no load.report module in this checkout; HTML report not rendered", file=sys.stderr)
+        print(
+            "capacity: no pop3suite.load.report module in this checkout; HTML report not rendered",
+            file=sys.stderr,
+        )
     else:
         try:
             render_report([out], out)
@@ -176,13 +179,13 @@ def cmd_capacity(args: argparse.Namespace) -> int:
 
 def _external(args: argparse.Namespace, grid) -> tuple[dict, dict]:
     """The ``run.json`` fields of the external target, after checking that it
-    can run the grid (load/capacity/external.py); and the mailboxes it holds.
+    can run the grid (pop3suite/load/capacity/external.py); and the mailboxes it holds.
 
     Raises:
         ValueError: bad options, or the target cannot run the grid (one line).
     """
-    from load.capacity.external import preflight as check_external
-    from load.capacity.sweep import select_cells
+    from pop3suite.load.capacity.external import preflight as check_external
+    from pop3suite.load.capacity.sweep import select_cells
     from pop3suite.loadcmd import _target_run
 
     external = _target_run(args)  # URL syntax by the shared pre-flight (pop3suite/preflight.py)
@@ -210,8 +213,8 @@ def _external(args: argparse.Namespace, grid) -> tuple[dict, dict]:
 
 def _write_prefill(grid, directory: Path) -> int:
     """``--write-prefill DIR``: the messages an external target must hold."""
-    from load.capacity.external import write_prefill
-    from load.capacity.sweep import select_cells
+    from pop3suite.load.capacity.external import write_prefill
+    from pop3suite.load.capacity.sweep import select_cells
 
     cells, _skipped = select_cells(grid, external=True, verbose=False)
     written = write_prefill(grid, cells, directory)

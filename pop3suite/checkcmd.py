@@ -16,8 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-import conformance
-from pop3suite import preflight
+from pop3suite import conformance, preflight
 
 EXIT_USAGE = 2
 
@@ -119,7 +118,7 @@ def run_preflight(args: argparse.Namespace) -> None:
         preflight.writable_dir(args.report, "--report")
     if not (args.url or args.target_file):
         return
-    from conformance.target import TargetError, load_file
+    from pop3suite.conformance.target import TargetError, load_file
 
     values: dict = {}
     if args.target_file:
@@ -156,7 +155,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         if args.url or args.target_file:
             print("pop3suite check: --storage is for the embedded server (no URL)", file=sys.stderr)
             return 2
-        from conformance.embedded import STORAGE_ENV
+        from pop3suite.conformance.embedded import STORAGE_ENV
 
         os.environ[STORAGE_ENV] = args.storage
     try:
@@ -176,7 +175,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def add_report_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
-        help="render reports: load/capacity runs (RUN...) or a matrix across check --report DIRs",
+        help="render reports: pop3suite/load/capacity runs (RUN...) or a matrix across check --report DIRs",
         description="pop3suite report RUN... [--out DIR]: an HTML report with charts of load run "
         "directories (run.json) or capacity directories (capacity.json). "
         "pop3suite report --matrix DIR... [--out FILE] [--markdown FILE]: the conformance matrix.",
@@ -200,7 +199,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 2
     if args.runs:
         return _cmd_load_report(args)
-    from conformance import report
+    from pop3suite.conformance import report
 
     out = Path(args.out or "results/matrix.html")
     try:  # before reading anything: an unwritable --out is a usage error, not a traceback at the end
@@ -227,8 +226,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_load_report(args: argparse.Namespace) -> int:
-    """``pop3suite report RUN...``: the load/capacity report (load/report/)."""
-    from load.report import ReportInputError, render_report
+    """``pop3suite report RUN...``: the pop3suite/load/capacity report (pop3suite/load/report/)."""
+    from pop3suite.load.report import ReportInputError, render_report
 
     if args.markdown:
         print("pop3suite report: --markdown applies to --matrix only", file=sys.stderr)

@@ -28,8 +28,8 @@ def _fail(message: str) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from reference_server import config, passwords
-    from reference_server.lab import DEFAULT_PORTS, LabOptions, create_lab
+    from pop3suite.server import config, passwords
+    from pop3suite.server.lab import DEFAULT_PORTS, LabOptions, create_lab
 
     ports = dict(DEFAULT_PORTS)
     for key in ports:
@@ -65,7 +65,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_certs(args: argparse.Namespace) -> int:
-    from reference_server import config, tls
+    from pop3suite.server import config, tls
 
     try:
         settings = config.load(args.config)
@@ -83,8 +83,8 @@ def cmd_certs(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from reference_server import config, eventlog
-    from reference_server.server import ReferenceServer, loop_factory
+    from pop3suite.server import config, eventlog
+    from pop3suite.server.server import ReferenceServer, loop_factory
 
     try:
         settings = config.load(args.config)
@@ -136,8 +136,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_deliver(args: argparse.Namespace) -> int:
-    from reference_server import config
-    from reference_server.storage import StorageError, open_store
+    from pop3suite.server import config
+    from pop3suite.server.storage import StorageError, open_store
 
     try:
         settings = config.load(args.config)

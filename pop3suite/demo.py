@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .client import Pop3Client
-from .lab import ServerProcess, lab_server, start_server  # noqa: F401 - conformance/embedded.py imports them from here
+from .lab import ServerProcess, lab_server, start_server  # noqa: F401 - pop3suite/conformance/embedded.py imports them from here
 from .proto import crlf_form
 
 #: Messages that break careless servers (rfc-checklist.md, "most often wrong").
@@ -126,7 +126,7 @@ def run_load(results: Path, run_time: int = 15) -> tuple[int, str]:
 
 def run_demo(keep: bool = False, sessions: int = 20, results: str | Path = "results/demo") -> int:
     """Run the demo; return the exit status (0 when every check passed)."""
-    from reference_server.storage import open_store
+    from pop3suite.server.storage import open_store
 
     results = Path(results)
     print("pop3suite demo: starting a temporary lab with the reference server ...")
@@ -208,8 +208,8 @@ def run_demo(keep: bool = False, sessions: int = 20, results: str | Path = "resu
     code, summary = run_load(results / "load")
     if code != 0:
         failures.append(f"load run: exit {code}: {summary.strip()}")
-    try:  # the HTML report with charts of the load run (load/report/)
-        from load.report import render_report
+    try:  # the HTML report with charts of the load run (pop3suite/load/report/)
+        from pop3suite.load.report import render_report
 
         print(f"  load report with charts: {render_report([results / 'load'], results / 'load')}")
     except Exception as error:  # a broken report must not hide the load verdict above

@@ -7,7 +7,7 @@ against a model that forbids unknown keys and coerces nothing (``users =
 (unreadable file, TOML syntax, unknown key, wrong type, bad value) becomes
 one :class:`InputError` whose message names the file and the dotted key::
 
-    scenarios/x.toml: slo.min_sesions: unknown key
+    pop3suite/scenarios/x.toml: slo.min_sesions: unknown key
     x.toml: clients[0].users: expected an integer, got "two"
     x.toml: cannot read: No such file or directory
 
@@ -45,7 +45,7 @@ M = TypeVar("M", bound=BaseModel)
 
 def display_path(path: str | Path) -> str:
     """``path`` relative to the working directory when it lies under it
-    (``scenarios/smoke.toml``), else as given."""
+    (``pop3suite/scenarios/smoke.toml``), else as given."""
     path = Path(path)
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))

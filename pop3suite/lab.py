@@ -3,7 +3,7 @@
 ``start_server`` runs ``pop3suite serve`` as its own process (the command
 users run; a load run must not share a process with the asyncio server) and
 waits until it listens; ``lab_server`` adds a temporary lab (accounts, test
-CA, free ports: ``reference_server.lab``) around it.  It sits below the
+CA, free ports: ``pop3suite.server.lab``) around it.  It sits below the
 command modules (``demo.py``, ``loadcmd.py``) so that the load package,
 tests and benchmarks can start a server without importing a command module.
 """
@@ -91,7 +91,7 @@ def wait_ready(process: subprocess.Popen[str], timeout: float, what: str) -> Ser
 @contextmanager
 def lab_server(keep: bool = False) -> Iterator[tuple[object, ServerProcess]]:
     """A temporary lab with free ports and its running server."""
-    from reference_server.lab import LabOptions, create_lab
+    from pop3suite.server.lab import LabOptions, create_lab
 
     directory = Path(tempfile.mkdtemp(prefix="pop3suite-demo-"))
     ports = {"pop3_port": "auto", "pop3s_port": "auto", "smtp_port": "auto"}

@@ -1,9 +1,9 @@
-"""``pop3suite load``: a scenario from scenarios/ run headless on Locust.
+"""``pop3suite load``: a scenario from pop3suite/scenarios/ run headless on Locust.
 
 This process never imports Locust (which patches sockets with gevent): it
 builds the embedded target (a lab, pre-filled mailboxes, ``pop3suite serve``
 as its own process) unless ``--target`` names one, starts the monitor on the
-server's PID, writes ``run.json`` and runs ``locust -f load/locustfile.py``
+server's PID, writes ``run.json`` and runs ``locust -f pop3suite/load/locustfile.py``
 (one stand-alone process, or a master and ``--workers`` worker processes on
 loopback).  The locustfile evaluates the verdicts; the exit status is
 Locust's: 0 when every SLO and the ledger passed, 1 otherwise, 2 for usage
@@ -30,7 +30,7 @@ def add_load_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "load",
         help="run a load scenario on Locust (default target: the embedded reference server)",
-        description="Run a load scenario (scenarios/NAME.toml or a file) headless on Locust. "
+        description="Run a load scenario (pop3suite/scenarios/NAME.toml or a file) headless on Locust. "
         "Results go to results/<scenario>-<time>/ (or --report DIR).",
     )
     p.add_argument("scenario", help="scenario name (smoke, specmail2001, ...) or a TOML file")
@@ -119,7 +119,7 @@ def _target_run(args: argparse.Namespace) -> dict:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from load.scenario import ScenarioError, load_scenario
+    from pop3suite.load.scenario import ScenarioError, load_scenario
 
     try:
         scenario = load_scenario(args.scenario)
@@ -146,7 +146,7 @@ def cmd_load(args: argparse.Namespace) -> int:
             check_target(args, scenario.accounts(stride))
             results.mkdir(parents=True, exist_ok=True)
         else:
-            from load import labsetup
+            from pop3suite.load import labsetup
 
             results.mkdir(parents=True, exist_ok=True)
             lab_dir = Path(tempfile.mkdtemp(prefix="pop3suite-load-"))
@@ -179,6 +179,6 @@ def cmd_load(args: argparse.Namespace) -> int:
     return code
 
 
-# Moved to the load package (the layer that runs Locust), so that load/capacity
+# Moved to the load package (the layer that runs Locust), so that pop3suite/load/capacity
 # does not import this command module; the names stay here for callers.
-from load.run import locustfile, run_load  # noqa: E402,F401
+from pop3suite.load.run import locustfile, run_load  # noqa: E402,F401

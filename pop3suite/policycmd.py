@@ -6,7 +6,7 @@ capacity report should name the accounts over policy (size and polling
 rate)" (provider-pop-service.md §3).  This command is that report for a
 lab: current mailbox sizes through the storage layer, polling intervals
 from the server's login log (``server.policy_log``), judged by
-:class:`reference_server.policy.Policy`.
+:class:`pop3suite.server.policy.Policy`.
 
 It is a report: the exit status is 0 even when accounts are over policy,
 and 2 only for a config or policy the user has to fix.
@@ -33,7 +33,7 @@ class AccountReport:
     mailbox_bytes: int
     logins: int
     refused: int
-    verdict: Any  # reference_server.policy.Verdict
+    verdict: Any  # pop3suite.server.policy.Verdict
 
     def as_dict(self) -> dict[str, Any]:
         verdict = self.verdict
@@ -71,8 +71,8 @@ def build_report(settings: Any, policy: Any, log_path: Path) -> tuple[list[Accou
     Returns:
         The reports (sorted by account) and the number of unreadable log lines.
     """
-    from reference_server import policy as policy_mod
-    from reference_server import storage
+    from pop3suite.server import policy as policy_mod
+    from pop3suite.server import storage
 
     opener = getattr(storage, "open_store", None)
     store = opener(settings) if opener else storage.MaildirStore(str(settings.mail_root), fsync=False)
@@ -148,8 +148,8 @@ def render_text(
 
 
 def cmd_policy(args: argparse.Namespace) -> int:
-    from reference_server import config
-    from reference_server import policy as policy_mod
+    from pop3suite.server import config
+    from pop3suite.server import policy as policy_mod
 
     def fail(message: str) -> int:
         print(f"pop3suite: error: {message}", file=sys.stderr)

@@ -197,7 +197,7 @@ def connect(
 
 
 def _default_sni(host: str) -> str:
-    """Certificates for loopback usually name ``localhost`` (as conformance/target.py)."""
+    """Certificates for loopback usually name ``localhost`` (as pop3suite/conformance/target.py)."""
     return "localhost" if host in ("127.0.0.1", "::1") else host
 
 

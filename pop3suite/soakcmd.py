@@ -8,7 +8,7 @@ One lab, half its accounts on Maildir and half on mbox, served by
 bounded time:
 
 * SMTP senders deliver small messages, each with a nonce
-  (:func:`load.accounting.make_message`): ``P`` (outcome unknown) before
+  (:func:`pop3suite.load.accounting.make_message`): ``P`` (outcome unknown) before
   DATA, ``D`` once the server said 250.
 * POP3 consumers log in, RETR everything (hashing it), DELE it and QUIT:
   ``R`` per retrieval, ``C`` when QUIT answered ``+OK``.  Each account has
@@ -23,7 +23,7 @@ full disk) may have removed all, some or none of its messages.  Its
 consumer settles it at its next login to that account: a retrieved UID that
 is gone was removed (``R`` + ``C`` under a settling id), one still there was
 not (it is fetched again: POP3 is at-least-once).  At the end the server is
-stopped, the mailboxes are scanned and :meth:`load.accounting.Ledger.reconcile`
+stopped, the mailboxes are scanned and :meth:`pop3suite.load.accounting.Ledger.reconcile`
 must find 0 lost, 0 duplicated and 0 corrupted, per backend.
 """
 
@@ -195,7 +195,7 @@ class Counters:
 
 class Soak:
     def __init__(self, args: argparse.Namespace, work: Path, report_dir: Path) -> None:
-        from load.accounting import Ledger
+        from pop3suite.load.accounting import Ledger
 
         self.args = args
         self.work = work
@@ -214,8 +214,8 @@ class Soak:
     # ----------------------------------------------------------- set-up
 
     def make_lab(self) -> Path:
-        from reference_server import passwords
-        from reference_server.lab import LabOptions, create_lab
+        from pop3suite.server import passwords
+        from pop3suite.server.lab import LabOptions, create_lab
 
         ports = {
             "pop3_port": "auto",
@@ -355,7 +355,7 @@ class Soak:
     # ---------------------------------------------------------- senders
 
     def sender(self, index: int) -> None:
-        from load.accounting import digest, make_message
+        from pop3suite.load.accounting import digest, make_message
 
         rng = random.Random(self.args.seed * 1000 + index)
         smtp: smtplib.SMTP | None = None
@@ -407,8 +407,8 @@ class Soak:
     def pop_session(
         self, account: str, sid: str, rng: random.Random, unknown: dict[str, dict], faults: bool
     ) -> None:
-        from load.accounting import RetrSink
         from pop3suite.client import Pop3Client, Pop3ClientError
+        from pop3suite.load.accounting import RetrSink
 
         pop = Pop3Client("127.0.0.1", self.server.ports["pop3"], timeout=30, transcript=False)
         retrieved: dict[str, tuple[str, str]] = {}
@@ -475,9 +475,9 @@ class Soak:
     # -------------------------------------------------------- reconcile
 
     def reconcile(self) -> dict:
-        from load.accounting import Ledger, scan_store
-        from reference_server import config
-        from reference_server.storage import open_store
+        from pop3suite.load.accounting import Ledger, scan_store
+        from pop3suite.server import config
+        from pop3suite.server.storage import open_store
 
         settings = config.load(self.server.config)
         left = scan_store(open_store(settings, fsync=False), self.accounts)

@@ -27,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from conformance import report  # noqa: E402
 from pop3suite import __version__, peers  # noqa: E402
+from pop3suite.conformance import report  # noqa: E402
 
 PASSWORD = "s3cret pass"
 
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         f"({platform.machine()}), Python {platform.python_version()}. Each column is one "
         "`pop3suite check --fast` run; the provider profile adds only the provider's rules.",
         "`*` marks a FAILED that is a known deviation recorded in "
-        "`conformance/expectations/<server>.toml` (each names the RFC sentence and the observed bytes).",
+        "`pop3suite/conformance/expectations/<server>.toml` (each names the RFC sentence and the observed bytes).",
         "ERROR marks a case the suite could not judge (its own error, TLS trust, the peer unreachable): "
         "it is not the server's failure.",
         "Provider columns judge each server as its peer script sets it up: the peers have no SMTP side "

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from pop3suite.client import Pop3Client
-from reference_server.config import AUTO_PORT
-from reference_server.lab import Lab, LabOptions, create_lab
-from reference_server.server import ReferenceServer
+from pop3suite.server.config import AUTO_PORT
+from pop3suite.server.lab import Lab, LabOptions, create_lab
+from pop3suite.server.server import ReferenceServer
 
 PASSWORD = "s3cret pass"  # a space on purpose: RFC 1939 §7 passwords may contain spaces
 
@@ -184,7 +184,7 @@ def connect(server: RunningServer, tls_context: ssl.SSLContext) -> Iterator[Call
 @pytest.fixture
 def deliver(lab: Lab) -> Callable[[str, bytes], str]:
     """``deliver(user, data)``: local delivery through the server's storage code."""
-    from reference_server.storage import MaildirStore
+    from pop3suite.server.storage import MaildirStore
 
     store = MaildirStore(str(lab.settings.mail_root), fsync=False)
     return store.deliver

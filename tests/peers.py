@@ -341,7 +341,7 @@ def assert_peer_env(peer: Peer, name: str, version_prefix: str) -> None:
     assert env["PEER_USER"] == "alice" and env["PEER_SECOND_USER"] == "bob"
     assert env["PEER_PASSWORD"] == PASSWORD
     assert env["PEER_SEED"].startswith("exec:") and env["PEER_SEED"].endswith(f"seed {peer.directory}")
-    assert env["PEER_EXPECTATIONS"].endswith(f"conformance/expectations/{name}.toml")
+    assert env["PEER_EXPECTATIONS"].endswith(f"pop3suite/conformance/expectations/{name}.toml")
     assert int(env["PEER_PID"]) == peer.master_pid
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import psutil
 
-from load import monitor
+from pop3suite.load import monitor
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -34,7 +34,7 @@ def tree_pids(root: int) -> list[int]:
 
 def tree_cpu_seconds(root: int) -> float | None:
     """CPU seconds used so far by ``root``'s process tree (see module doc;
-    the reading is :func:`load.monitor.tree_cpu_seconds`); None once it is gone."""
+    the reading is :func:`pop3suite.load.monitor.tree_cpu_seconds`); None once it is gone."""
     try:
         return monitor.tree_cpu_seconds(root)
     except psutil.Error:

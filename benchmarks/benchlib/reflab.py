@@ -13,9 +13,9 @@ from pathlib import Path
 
 from pop3suite.lab import ServerProcess, start_server
 from pop3suite.netutil import free_port
-from reference_server import config, passwords
-from reference_server.lab import LabOptions, create_lab
-from reference_server.storage import MaildirStore
+from pop3suite.server import config, passwords
+from pop3suite.server.lab import LabOptions, create_lab
+from pop3suite.server.storage import MaildirStore
 
 from .results import pow2
 from .targets import PASSWORD, MailPlan, Target, account_names

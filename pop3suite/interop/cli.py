@@ -17,9 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-from conformance.mailbox import SeedError
-from conformance.target import TargetError
 from pop3suite import preflight
+from pop3suite.conformance.mailbox import SeedError
+from pop3suite.conformance.target import TargetError
 
 from . import CLIENTS
 from .base import AUTHS, BEHAVIOURS, MODES

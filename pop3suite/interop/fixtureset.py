@@ -10,7 +10,7 @@ names the client used.
 
 from __future__ import annotations
 
-from conformance.fixtures import Fixture, all_fixtures, fixture_name
+from pop3suite.conformance.fixtures import Fixture, all_fixtures, fixture_name
 from pop3suite.proto import split_message
 
 #: Fixture names, in delivery order.

@@ -17,8 +17,8 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 
-from conformance.target import Target, TargetError
 from pop3suite.client import Pop3Client, Pop3ClientError, apop_timestamp
+from pop3suite.conformance.target import Target, TargetError
 from pop3suite.proto import capability_map
 
 

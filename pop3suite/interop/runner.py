@@ -5,7 +5,7 @@ per mode, APOP timestamp) so that a mode or login the *server* lacks is
 ``unsupported``, not a client failure.
 
 Per cell: empty the account's maildrop, deliver the fixture set through the
-target's seed route (``conformance.mailbox.Seeder``), RETR every message once
+target's seed route (``pop3suite.conformance.mailbox.Seeder``), RETR every message once
 with the suite's own client (the bytes the server really serves; checked
 against the fixtures, see ``served``), let the client fetch everything,
 compare each stored message byte for byte with what the server served (in
@@ -24,10 +24,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from conformance.fixtures import Fixture
-from conformance.mailbox import Seeder, SeedError
-from conformance.target import Credentials, Target
 from pop3suite.client import Pop3Client, Pop3ClientError
+from pop3suite.conformance.fixtures import Fixture
+from pop3suite.conformance.mailbox import Seeder, SeedError
+from pop3suite.conformance.target import Credentials, Target
 from pop3suite.proto import sasl_plain_encode
 
 from .base import AUTHS, BEHAVIOURS, MODES, CellUnsupported, Client, ClientFailed, Login

@@ -100,7 +100,7 @@ env_get() { ( . "$1/peer.env"; printf '%s\n' "${!2:-}" ); }
 # (tests, pop3suite's server matrix) know the peer by: the settings every
 # peer shares, then KEY=VALUE, the server version, PID (left out when
 # empty), the seed route (`SCRIPT seed DIR`, or PEER_SEED=... among the
-# KEY=VALUE) and conformance/expectations/NAME.toml.  Values are quoted with
+# KEY=VALUE) and pop3suite/conformance/expectations/NAME.toml.  Values are quoted with
 # printf %q (shell-sourceable); the file is private (it holds the password)
 # and replaced atomically.
 write_env() {
@@ -345,7 +345,7 @@ check_ports() {
   done
 }
 
-# write_tls DIR: the test PKI (reference_server.tls: ca.pem, server.pem,
+# write_tls DIR: the test PKI (pop3suite.server.tls: ca.pem, server.pem,
 # server.key) in DIR/tls, made once with the project's Python.
 write_tls() {
   local dir=$1 python
@@ -354,7 +354,7 @@ write_tls() {
     [ -x "$python" ] || die "no Python at $python to make the test PKI (run ./dev test once, or set PEER_PYTHON)"
     PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$python" -c \
       'import sys; from reference_server import tls; tls.issue(sys.argv[1])' "$dir/tls" \
-      || die "reference_server.tls.issue failed for $dir/tls"
+      || die "pop3suite.server.tls.issue failed for $dir/tls"
   fi
   chmod 755 "$dir/tls"
 }

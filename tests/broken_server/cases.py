@@ -16,8 +16,8 @@ from collections.abc import Iterable
 
 import pytest
 
-import conformance
-from conformance.case import CaseInfo
+from pop3suite import conformance
+from pop3suite.conformance.case import CaseInfo
 
 
 @functools.cache

@@ -63,7 +63,7 @@ class BrokenLab:
 def start(fault: str, directory: Path, timeout: float = 30.0) -> ServerProcess:
     """Run ``python -m tests.broken_server --fault FAULT`` for the lab in
     ``directory`` and wait for its ``ready`` line (as ``pop3suite serve``)."""
-    from reference_server.lab import LabOptions, create_lab
+    from pop3suite.server.lab import LabOptions, create_lab
 
     ports: dict[str, int | str] = {"pop3_port": "auto", "pop3s_port": "auto", "smtp_port": "auto"}
     ports.update(submission_port=0, smtps_port=0)
@@ -93,8 +93,8 @@ def seed_fixtures(maildir: Path) -> None:
     Maildir, as every full run has them: a run limited to a few cases may
     not include one that seeds them (the ``mailbox`` fixture tops up what
     is missing when a case needs it)."""
-    from conformance.fixtures import all_fixtures
-    from conformance.mailbox import Seeder
+    from pop3suite.conformance.fixtures import all_fixtures
+    from pop3suite.conformance.mailbox import Seeder
 
     for fixture in all_fixtures(include_big=False).values():
         Seeder._to_maildir(maildir, fixture.data)

@@ -2,8 +2,8 @@
 server's own classes, and the one place that swaps them in.
 
 Every fault installs itself by replacing a name where the reference server
-looks it up (``reference_server.server.Pop3Session``,
-``reference_server.session.ServerSession``, an entry of the core's command
+looks it up (``pop3suite.server.server.Pop3Session``,
+``pop3suite.server.session.ServerSession``, an entry of the core's command
 table ...).  That happens in the broken server's own process, before the
 server starts, and never in the product's source.
 
@@ -21,18 +21,18 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import pop3suite.proto.server as core_module
-import reference_server.server as server_module
-import reference_server.session as session_module
+import pop3suite.server.server as server_module
+import pop3suite.server.session as session_module
 from pop3suite.proto import MessageInfo, Send, ServerSession, State, responses
 from pop3suite.proto.errors import MailboxInUse, Pop3Error
 from pop3suite.proto.framing import LineBuffer, LineTooLongMarker
 from pop3suite.proto.server import Action, Authenticate, CommandSpec
-from reference_server import passwords
-from reference_server.accounts import Authenticator
-from reference_server.relay import RelayWindow
-from reference_server.server import ReferenceServer
-from reference_server.session import Pop3Session, ServerContext
-from reference_server.storage import StorageError
+from pop3suite.server import passwords
+from pop3suite.server.accounts import Authenticator
+from pop3suite.server.relay import RelayWindow
+from pop3suite.server.server import ReferenceServer
+from pop3suite.server.session import Pop3Session, ServerContext
+from pop3suite.server.storage import StorageError
 
 Handler = Callable[[ServerSession, Any], Action]
 
@@ -448,7 +448,7 @@ class BrokenServer(ReferenceServer):
 def _open_maildirs_unlocked() -> None:
     """Maildir maildrops open without the session lock: a descriptor of a
     file nobody locks stands in for the flocked one (the lab is Maildir)."""
-    import reference_server.storage.maildir as maildir_module
+    import pop3suite.server.storage.maildir as maildir_module
 
     def no_lock(directory: str, user: str) -> int:
         try:

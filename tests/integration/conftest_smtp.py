@@ -19,9 +19,9 @@ from pathlib import Path
 
 from pop3suite.client import Pop3Client
 from pop3suite.netutil import free_port
-from reference_server.lab import Lab
-from reference_server.smtp import RelaySpool
-from reference_server.storage import MaildirStore
+from pop3suite.server.lab import Lab
+from pop3suite.server.smtp import RelaySpool
+from pop3suite.server.storage import MaildirStore
 from tests.conftest import PASSWORD, RunningServer
 
 OTHER_ADDRESS = "127.0.0.2"  # the whole 127/8 is loopback on Linux

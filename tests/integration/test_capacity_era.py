@@ -1,6 +1,6 @@
 """The era profile's server, for real: a forked child per connection does an
 RSA key-exchange AES256-SHA handshake over TLS 1.0 with AES-NI off, and a
-POP3 session runs in it (reference_server/prefork.py, load/capacity/era.py)."""
+POP3 session runs in it (pop3suite/server/prefork.py, pop3suite/load/capacity/era.py)."""
 
 from __future__ import annotations
 
@@ -12,17 +12,17 @@ from pathlib import Path
 import psutil
 import pytest
 
-from load.capacity.era import (
+from pop3suite.client import Pop3Client
+from pop3suite.lab import start_server
+from pop3suite.load.capacity.era import (
     client_context,
     handshake_cpu_ms,
     load_era,
     negotiated,
     write_rsa_certificate,
 )
-from load.capacity.grid import load_grid
-from pop3suite.client import Pop3Client
-from pop3suite.lab import start_server
-from reference_server.lab import LabOptions, create_lab
+from pop3suite.load.capacity.grid import load_grid
+from pop3suite.server.lab import LabOptions, create_lab
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -92,7 +92,7 @@ def test_handshake_cost_grows_with_the_rsa_key(era) -> None:
 
 
 def test_bad_era_table_is_one_line(tmp_path: Path) -> None:
-    from load.capacity.grid import GridError
+    from pop3suite.load.capacity.grid import GridError
 
     with pytest.raises(GridError, match=r"era\.parameters\.0\.source"):
         load_era({"parameters": [{"name": "x", "value": 1, "unit": "u", "source": ""}]}, "f.toml")

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from load.capacity.external import account_plan
-from load.capacity.grid import load_grid
 from pop3suite.lab import ServerProcess, start_server
+from pop3suite.load.capacity.external import account_plan
+from pop3suite.load.capacity.grid import load_grid
 from pop3suite.netutil import free_port
-from reference_server.lab import Lab, LabOptions, create_lab
+from pop3suite.server.lab import Lab, LabOptions, create_lab
 from tests.conftest import ROOT, run_pop3suite
 
 pytestmark = pytest.mark.slow

@@ -21,8 +21,8 @@ import pytest
 
 from pop3suite.client import Pop3Client
 from pop3suite.netutil import free_port
-from reference_server import config, passwords
-from reference_server.lab import LabOptions, create_lab
+from pop3suite.server import config, passwords
+from pop3suite.server.lab import LabOptions, create_lab
 from tests.conftest import PASSWORD
 
 ROOT = Path(__file__).resolve().parents[2]

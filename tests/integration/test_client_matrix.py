@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance.target import Credentials, Target
 from pop3suite.cli import main
+from pop3suite.conformance.target import Credentials, Target
 from pop3suite.interop import CLIENTS
 from pop3suite.interop.base import Login
 from pop3suite.interop.pythonpoplib import PythonPoplib

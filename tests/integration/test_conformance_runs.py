@@ -3,7 +3,7 @@ embedded reference server and against a real Dovecot, and the matrix report.
 
 These are the suite's own acceptance tests: the reference server must score
 no FAILED, and Dovecot only the deviations recorded (with reasons) in
-``conformance/expectations/dovecot.toml`` -- each of which must still occur,
+``pop3suite/conformance/expectations/dovecot.toml`` -- each of which must still occur,
 so the expectations file cannot go stale.
 """
 
@@ -24,7 +24,7 @@ from tests.peers import dovecot_peer, run_script
 pytestmark = pytest.mark.timeout(1200)
 
 ROOT = Path(__file__).resolve().parents[2]
-DOVECOT_EXPECTATIONS = ROOT / "conformance" / "expectations" / "dovecot.toml"
+DOVECOT_EXPECTATIONS = ROOT / "pop3suite" / "conformance" / "expectations" / "dovecot.toml"
 
 
 def check(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:

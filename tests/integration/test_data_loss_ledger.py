@@ -34,10 +34,10 @@ import pytest
 
 from pop3suite.client import ConnectionClosed, Pop3Client
 from pop3suite.lab import start_server
-from reference_server.config import AUTO_PORT
-from reference_server.lab import LabOptions, create_lab
-from reference_server.server import ReferenceServer
-from reference_server.storage import MaildirStore
+from pop3suite.server.config import AUTO_PORT
+from pop3suite.server.lab import LabOptions, create_lab
+from pop3suite.server.server import ReferenceServer
+from pop3suite.server.storage import MaildirStore
 from tests.conftest import PASSWORD, RunningServer
 from tests.integration.test_no_data_loss import (
     _end_fin,
@@ -384,7 +384,7 @@ def _nonces_of(lab, marked: set[int], uids: dict[int, str]) -> set[str]:
     wanted = {uids[n] for n in marked}
     nonces = set()
     base = Path(lab.settings.mail_root) / "alice"
-    from reference_server.storage.maildir import uid_for
+    from pop3suite.server.storage.maildir import uid_for
 
     for sub in ("new", "cur"):
         for path in (base / sub).iterdir():

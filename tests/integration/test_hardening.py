@@ -1,6 +1,6 @@
 """Hardening of the reference server (security-probes.md §3.2-3.4): the
 absolute pre-login deadline, the per-address connection limit, and their
-config keys.  The conformance probes in conformance/security/ check the
+config keys.  The conformance probes in pop3suite/conformance/security/ check the
 same from outside; these pin the mechanism with small settings."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 
 from pop3suite.client import Pop3Client
 from pop3suite.proto import Authenticate
-from reference_server import config
-from reference_server.accounts import Authenticator
+from pop3suite.server import config
+from pop3suite.server.accounts import Authenticator
 from tests.conftest import PASSWORD
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from load.report import render_report
-from load.report.html import fmt
-from load.report.render import data_uri
+from pop3suite.load.report import render_report
+from pop3suite.load.report.html import fmt
+from pop3suite.load.report.render import data_uri
 from tests.conftest import run_pop3suite
 from tests.unit.test_report_capacity import make_capacity_dir
 from tests.unit.test_report_charts import assert_png_drawn, html_links

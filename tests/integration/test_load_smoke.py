@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from load.report import render_report
+from pop3suite.load.report import render_report
 from tests.conftest import run_pop3suite
 
 pytestmark = pytest.mark.slow

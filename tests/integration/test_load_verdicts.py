@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from load.accounting import Ledger, RetrSink, find_nonce, make_message
-from load.scenario import load_scenario
+from pop3suite.load.accounting import Ledger, RetrSink, find_nonce, make_message
+from pop3suite.load.scenario import load_scenario
 from tests.conftest import ROOT, run_pop3suite
 
 IMPOSSIBLE = """
@@ -48,13 +48,13 @@ def test_failing_slo_gives_nonzero_exit(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_locusts_own_run_time_is_the_one_recorded(tmp_path: Path) -> None:
-    """``locust -f load/locustfile.py -t 4s`` on a scenario written for 30 s:
+    """``locust -f pop3suite/load/locustfile.py -t 4s`` on a scenario written for 30 s:
     verdicts.json and run.json record 4 s (the per-second figures divide by
     it) and the minimum sessions are scaled to it."""
     scenario = tmp_path / "thirty.toml"
     scenario.write_text(IMPOSSIBLE.replace("run_time = 6", "run_time = 30").replace("0.001", "60000"))
     report = tmp_path / "out"
-    command = [sys.executable, "-m", "locust", "-f", str(ROOT / "load" / "locustfile.py")]
+    command = [sys.executable, "-m", "locust", "-f", str(ROOT / "pop3suite" / "load" / "locustfile.py")]
     command += ["--pop3-scenario", str(scenario), "--pop3-results", str(report), "--pop3-progress", "0"]
     command += ["--headless", "--only-summary", "-u", "2", "-r", "10", "-t", "4s", "--loglevel", "WARNING"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False)

@@ -1,4 +1,4 @@
-"""The Maildir listing index (reference_server/storage/maildir.py): a login
+"""The Maildir listing index (pop3suite/server/storage/maildir.py): a login
 reuses the last listing only while ``new/`` and ``cur/`` are unchanged and
 were already "settled" (older than RACY_SECONDS) when it was made.
 
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from reference_server.storage import maildir
-from reference_server.storage.maildir import MaildirStore
+from pop3suite.server.storage import maildir
+from pop3suite.server.storage.maildir import MaildirStore
 
 MSG = b"Subject: index test %d\r\n\r\nbody %d\r\n"
 

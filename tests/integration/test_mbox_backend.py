@@ -33,8 +33,8 @@ from pathlib import Path
 import pytest
 
 from pop3suite.proto.framing import CrlfNormalizer
-from reference_server import config
-from reference_server.storage import MaildirStore, MboxStore, RoutingStore, open_store
+from pop3suite.server import config
+from pop3suite.server.storage import MaildirStore, MboxStore, RoutingStore, open_store
 from tests.conftest import PASSWORD, open_client, run_pop3suite
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -159,8 +159,8 @@ def test_sigkill_during_rewrite_loses_and_duplicates_nothing(tmp_path: Path) -> 
 
 _FAILING_WRITER = """
     import resource, signal, sys
-    from reference_server.storage import StorageError
-    from reference_server.storage.mbox import MboxStore
+    from pop3suite.server.storage import StorageError
+    from pop3suite.server.storage.mbox import MboxStore
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of death
     store = MboxStore(sys.argv[1], fsync=True)
     size = int(sys.argv[2])
@@ -206,7 +206,7 @@ def test_write_errors_in_rewrite_and_append_leave_the_mbox_as_it_was(tmp_path: P
 
 _DYING_DELIVERY = """
     import resource, signal, sys
-    from reference_server.storage.mbox import MboxStore
+    from pop3suite.server.storage.mbox import MboxStore
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it by default
     store = MboxStore(sys.argv[1], fsync=True)

@@ -24,9 +24,9 @@ import psutil
 import pytest
 
 from pop3suite.client import Pop3Client
-from reference_server.lab import Lab, LabOptions, create_lab
-from reference_server.storage import open_store
-from reference_server.storage.mbox import scan
+from pop3suite.server.lab import Lab, LabOptions, create_lab
+from pop3suite.server.storage import open_store
+from pop3suite.server.storage.mbox import scan
 from tests.conftest import PASSWORD, login_when_free, open_client
 
 MODES = ["plain", "stls", "implicit"]

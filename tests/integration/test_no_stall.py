@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from pop3suite.client import Pop3Client
-from reference_server.lab import Lab, LabOptions, create_lab
-from reference_server.storage.mbox import MBOX_NAME, SENDER, UID_HEADER
+from pop3suite.server.lab import Lab, LabOptions, create_lab
+from pop3suite.server.storage.mbox import MBOX_NAME, SENDER, UID_HEADER
 from tests.conftest import PASSWORD, open_client
 
 MESSAGES = 6_000
@@ -119,7 +119,7 @@ def test_update_of_a_big_mbox_does_not_stall_other_sessions(lab):
 
 def _store_opens(lab: Lab, patience: float = 10.0) -> int:
     """Messages in alice's mbox, once the lock is free (it must become free)."""
-    from reference_server.storage import MaildropLocked, open_store
+    from pop3suite.server.storage import MaildropLocked, open_store
 
     store = open_store(lab.settings, fsync=False)
     deadline = time.monotonic() + patience

@@ -24,8 +24,8 @@ import pytest
 
 from pop3suite.client import Pop3Client, apop_timestamp
 from pop3suite.proto import apop_digest, sasl_plain_encode
-from reference_server import config
-from reference_server.lab import Lab, LabOptions, create_lab
+from pop3suite.server import config
+from pop3suite.server.lab import Lab, LabOptions, create_lab
 from tests.conftest import PASSWORD, ROOT, run_pop3suite
 
 FILTER = ROOT / "docs" / "fail2ban" / "filter.d" / "pop3suite.conf"
@@ -89,7 +89,7 @@ def test_json_records_for_a_session_and_failed_logins_without_secrets(served: Se
     """A served lab logs one JSON session-end record (user, method, outcome,
     close reason, counts, TLS version) and one record per failed login (address,
     user as given, reason); no password, APOP digest or SASL blob appears."""
-    from reference_server.storage import open_store
+    from pop3suite.server.storage import open_store
 
     open_store(lab.settings, fsync=False).deliver("alice", b"Subject: hi\r\n\r\nhello\r\n")
     secrets = [PASSWORD, "wrong horse battery"]
@@ -268,7 +268,7 @@ def test_timeouts_and_per_address_refusals_are_counted(server_factory, caplog) -
     import logging
     import socket
 
-    from reference_server.config import AUTO_PORT
+    from pop3suite.server.config import AUTO_PORT
 
     caplog.set_level(logging.INFO, logger="pop3suite")
     running = server_factory(login_timeout=0.5, max_connections_per_ip=1, metrics_port=AUTO_PORT)

@@ -114,6 +114,6 @@ class TestLifecycle(PeerLifecycle):
 
 def test_conformance_only_expected_deviations(tmp_path):
     """`pop3suite check --fast` against a fresh Courier: FAILED only for the cases recorded in
-    conformance/expectations/courier.toml, and every recorded case still fails."""
+    pop3suite/conformance/expectations/courier.toml, and every recorded case still fails."""
     with running_peer("courier", PASSWORD) as fresh:
         assert_only_expected_deviations(fresh, tmp_path / "courier", "Courier", timeout=1500)

@@ -2,7 +2,7 @@
 private root) as a real peer, started by scripts/peers/cyrus.sh on free
 loopback ports: logins over plain, STLS, implicit TLS, APOP and SASL PLAIN,
 LMTP seeding read back byte for byte, a clean stop, and a conformance run
-that may fail only where conformance/expectations/cyrus.toml says so.
+that may fail only where pop3suite/conformance/expectations/cyrus.toml says so.
 
 Opt-in (``-m peers``): the conformance run alone takes about 3.5 minutes.
 The checks every peer shares live in tests/peers.py.
@@ -82,7 +82,7 @@ def test_apop_and_sasl_plain_from_sasldb(peer):
 
 def test_conformance_has_only_expected_deviations(peer, tmp_path):
     """pop3suite check fails only the recorded deviations, and each still happens."""
-    assert peer.env["PEER_EXPECTATIONS"].endswith("conformance/expectations/cyrus.toml")
+    assert peer.env["PEER_EXPECTATIONS"].endswith("pop3suite/conformance/expectations/cyrus.toml")
     assert_only_expected_deviations(peer, tmp_path / "report", "Cyrus")
 
 

@@ -2,7 +2,7 @@
 by scripts/peers/mailutils.sh on free loopback ports: logins over plain,
 STLS, implicit TLS and APOP, mbox seeding read back byte for byte, a clean
 stop, and a conformance run that may fail only where
-conformance/expectations/mailutils.toml says so.
+pop3suite/conformance/expectations/mailutils.toml says so.
 
 Opt-in (``-m peers``): the conformance run alone takes about 2.5 minutes.
 The checks every peer shares live in tests/peers.py.
@@ -74,7 +74,7 @@ def test_apop_with_popauth_database(peer):
 
 def test_conformance_has_only_expected_deviations(peer, tmp_path):
     """pop3suite check fails only the recorded deviations, and each still happens."""
-    assert peer.env["PEER_EXPECTATIONS"].endswith("conformance/expectations/mailutils.toml")
+    assert peer.env["PEER_EXPECTATIONS"].endswith("pop3suite/conformance/expectations/mailutils.toml")
     assert_only_expected_deviations(peer, tmp_path / "report", "Mailutils")
 
 

@@ -103,6 +103,6 @@ class TestLifecycle(PeerLifecycle):
 
 def test_conformance_only_expected_deviations(tmp_path):
     """`pop3suite check --fast` against a fresh popa3d: FAILED only for the cases recorded in
-    conformance/expectations/popa3d.toml, and every recorded case still fails."""
+    pop3suite/conformance/expectations/popa3d.toml, and every recorded case still fails."""
     with running_peer("popa3d", PASSWORD) as fresh:
         assert_only_expected_deviations(fresh, tmp_path / "popa3d", "popa3d", timeout=1500)

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from pop3suite.cli import main
-from reference_server.policy import BUILTIN_POLICIES
+from pop3suite.server.policy import BUILTIN_POLICIES
 from tests.conftest import PASSWORD, open_client
 from tests.integration.conftest_smtp import FakeClock
 

@@ -11,7 +11,7 @@ import pytest
 
 from pop3suite import cli
 from pop3suite.netutil import free_port
-from reference_server.lab import LabOptions, create_lab
+from pop3suite.server.lab import LabOptions, create_lab
 from tests.conftest import PASSWORD
 from tests.integration.conftest_smtp import mail_lab_factory
 
@@ -83,9 +83,9 @@ def test_conformance_smtp_seeding_delivers_the_bare_lf_fixture(mail_factory):
     """`pop3suite check --seed smtp` against a server with a careful SMTP side
     (ours refuses bare LF in DATA, RFC 5321 §2.3.8): the seeder sends CRLF, so
     every fixture arrives and RETR gives its wire form."""
-    from conformance.fixtures import all_fixtures
-    from conformance.mailbox import Seeder
-    from conformance.target import Credentials, Endpoint, Target
+    from pop3suite.conformance.fixtures import all_fixtures
+    from pop3suite.conformance.mailbox import Seeder
+    from pop3suite.conformance.target import Credentials, Endpoint, Target
     from pop3suite.proto import CrlfNormalizer
 
     mail = mail_factory()

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from reference_server import config, plans
-from reference_server.config import AccountSettings
+from pop3suite.server import config, plans
+from pop3suite.server.config import AccountSettings
 from tests.conftest import PASSWORD
 from tests.integration.conftest_smtp import mail_lab_factory, message
 

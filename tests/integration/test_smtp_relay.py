@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from reference_server.relay import RelayWindow
+from pop3suite.server.relay import RelayWindow
 from tests.conftest import PASSWORD
 from tests.integration.conftest_smtp import OTHER_ADDRESS, FakeClock, mail_lab_factory, message
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 
 from pop3suite.proto import Authenticate
-from reference_server import passwords
-from reference_server.accounts import Authenticator
-from reference_server.config import AccountSettings
+from pop3suite.server import passwords
+from pop3suite.server.accounts import Authenticator
+from pop3suite.server.config import AccountSettings
 
 
 def _median_seconds(check, request: Authenticate, rounds: int = 5) -> float:

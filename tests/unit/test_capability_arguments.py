@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.capa_grammar import AFTER_LOGIN, BEFORE_LOGIN, argument_problems
+from pop3suite.conformance.capa_grammar import AFTER_LOGIN, BEFORE_LOGIN, argument_problems
 
 #: CAPA lines as the peers send them (docs/peers-*.md), before login.
 PEER_LISTS = {

@@ -1,6 +1,6 @@
 """Pure math and validation of the era profile: the inverse reading of the
 provider's table, implied accounts, the era's [era] schema, the CPU ratio
-and the band (load/capacity/era.py, inverse.py, era_guidance.py)."""
+and the band (pop3suite/load/capacity/era.py, inverse.py, era_guidance.py)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from load.capacity import inverse
-from load.capacity.costmodel import Model
-from load.capacity.era import cpu_ratio, load_era
-from load.capacity.era_guidance import enrich, scaled
-from load.capacity.grid import GridError, GuidanceSettings, load_grid
-from load.capacity.guidance import PROVIDER, derive, implied_accounts, implied_spread
-from reference_server.config import ConfigError
-from reference_server.prefork import parse_era
+from pop3suite.load.capacity import inverse
+from pop3suite.load.capacity.costmodel import Model
+from pop3suite.load.capacity.era import cpu_ratio, load_era
+from pop3suite.load.capacity.era_guidance import enrich, scaled
+from pop3suite.load.capacity.grid import GridError, GuidanceSettings, load_grid
+from pop3suite.load.capacity.guidance import PROVIDER, derive, implied_accounts, implied_spread
+from pop3suite.server.config import ConfigError
+from pop3suite.server.prefork import parse_era
 
 S = GuidanceSettings(accounts=2000, cpu_budget_cores=1.0, download_per_poll_kb=100.0)
 
@@ -192,7 +192,7 @@ def test_daemon_profile_and_per_tier_load_readings() -> None:
     """With the measured popa3d + stunnel terms the provider's ratios come
     within 25 % at each tier's own load; the reference server's era cells'
     kind of costs (TLS ~1 MB of scanning) stay near 1x."""
-    from load.capacity.era_guidance import at_provider_load, daemon_model
+    from pop3suite.load.capacity.era_guidance import at_provider_load, daemon_model
 
     era = load_grid("capacity-centos5").era
     daemon = at_provider_load(daemon_model(era), S, "mbox", 5000.0)

@@ -16,9 +16,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from load.accounting import find_nonce
-from load.capacity.analysis import analyse
-from load.capacity.external import (
+from pop3suite.load.accounting import find_nonce
+from pop3suite.load.capacity.analysis import analyse
+from pop3suite.load.capacity.external import (
     MB,
     TargetError,
     account_plan,
@@ -29,9 +29,9 @@ from load.capacity.external import (
     stat_mode,
     write_prefill,
 )
-from load.capacity.grid import Cell, cell_scenario_toml, load_grid
-from load.capacity.sweep import select_cells
-from load.monitor import tree_cpu_seconds
+from pop3suite.load.capacity.grid import Cell, cell_scenario_toml, load_grid
+from pop3suite.load.capacity.sweep import select_cells
+from pop3suite.load.monitor import tree_cpu_seconds
 from pop3suite.loadcmd import _target_run
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from load.capacity.grid import GridError, cell_scenario_toml, load_grid
-from load.capacity.saturation import cell_reasons, knee_reasons
-from load.scenario import load_scenario
+from pop3suite.load.capacity.grid import GridError, cell_scenario_toml, load_grid
+from pop3suite.load.capacity.saturation import cell_reasons, knee_reasons
+from pop3suite.load.scenario import load_scenario
 
 GOOD = """
 name = "t"

@@ -8,9 +8,9 @@ import random
 import numpy as np
 import pytest
 
-from load.capacity.costmodel import FitError, Model, PollShape, fit
-from load.capacity.grid import GuidanceSettings
-from load.capacity.guidance import PROVIDER, derive, derive_row
+from pop3suite.load.capacity.costmodel import FitError, Model, PollShape, fit
+from pop3suite.load.capacity.grid import GuidanceSettings
+from pop3suite.load.capacity.guidance import PROVIDER, derive, derive_row
 
 TRUE = {"a": 0.004, "b_scan": 0.0005, "c_sent": 0.002, "d_tls": 0.003, "e_tls_sent": 0.001}
 

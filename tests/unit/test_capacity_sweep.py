@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from load.capacity.grid import Cell
-from load.capacity.sweep import cpu_cv, measure
+from pop3suite.load.capacity.grid import Cell
+from pop3suite.load.capacity.sweep import cpu_cv, measure
 
 
 def _history(path: Path, rows: list[tuple[float, int, float]]) -> None:

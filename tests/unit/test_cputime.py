@@ -15,9 +15,9 @@ import sys
 
 import pytest
 
-from load.capacity.sweep import cpu_figures
-from load.cputime import precise_cpu_seconds
-from load.monitor import tree_cpu_seconds
+from pop3suite.load.capacity.sweep import cpu_figures
+from pop3suite.load.cputime import precise_cpu_seconds
+from pop3suite.load.monitor import tree_cpu_seconds
 
 BURNER = """
 import sys, time

@@ -1,7 +1,7 @@
 """Strict input files (pop3suite.inputs): scenario files, capacity grids,
 conformance target files and expectations files reject unknown keys and
 wrong types at any depth, and every error is one line naming the file and
-the dotted key.  Every file shipped in scenarios/ and tests/data loads."""
+the dotted key.  Every file shipped in pop3suite/scenarios/ and tests/data loads."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from conformance.target import TargetError, load_expectations, load_file
-from load.capacity.grid import GridError, load_grid
-from load.scenario import ScenarioError, load_scenario
+from pop3suite.conformance.target import TargetError, load_expectations, load_file
+from pop3suite.load.capacity.grid import GridError, load_grid
+from pop3suite.load.scenario import ScenarioError, load_scenario
 from tests.conftest import ROOT, run_pop3suite
 
 SCENARIO = """
@@ -174,14 +174,16 @@ def test_syntax_errors_and_unreadable_files(tmp_path: Path, load, error: type[Ex
 
 
 def test_every_shipped_file_loads() -> None:
-    files = sorted((ROOT / "scenarios").glob("*.toml")) + sorted((ROOT / "tests" / "data").glob("*.toml"))
+    files = sorted((ROOT / "pop3suite" / "scenarios").glob("*.toml")) + sorted(
+        (ROOT / "tests" / "data").glob("*.toml")
+    )
     assert files
     for path in files:
         if path.name.startswith("capacity"):
             load_grid(path)
         else:
             load_scenario(path)
-    for path in sorted((ROOT / "conformance" / "expectations").glob("*.toml")):
+    for path in sorted((ROOT / "pop3suite" / "conformance" / "expectations").glob("*.toml")):
         assert load_expectations(path)
 
 

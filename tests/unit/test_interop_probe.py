@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from conformance.target import Target, build
+from pop3suite.conformance.target import Target, build
 from pop3suite.interop.base import ClientFailed, Login
 from pop3suite.interop.mpop import Mpop
 from pop3suite.interop.probe import ServerProbe, probe

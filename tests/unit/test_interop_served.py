@@ -9,7 +9,7 @@ alteration, a lost fixture or a message the server never served fails.
 
 from __future__ import annotations
 
-from conformance.fixtures import Fixture
+from pop3suite.conformance.fixtures import Fixture
 from pop3suite.interop.curl import Curl
 from pop3suite.interop.fetchmail import Fetchmail
 from pop3suite.interop.fixtureset import fixture_set

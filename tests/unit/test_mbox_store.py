@@ -1,4 +1,4 @@
-"""The mbox backend on its own (reference_server/storage/mbox.py): format,
+"""The mbox backend on its own (pop3suite/server/storage/mbox.py): format,
 quoting, sizes, UIDs, the UPDATE rewrite and damaged files.
 
 Everything runs against real files in a temporary directory; the crash and
@@ -18,8 +18,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pop3suite.proto.framing import CrlfNormalizer
-from reference_server.storage import MaildropLocked, StorageError, UnknownMailbox
-from reference_server.storage.mbox import MboxReadError, MboxStore
+from pop3suite.server.storage import MaildropLocked, StorageError, UnknownMailbox
+from pop3suite.server.storage.mbox import MboxReadError, MboxStore
 
 VALID_UID = re.compile(r"[\x21-\x7e]{1,70}")
 

@@ -1,12 +1,12 @@
-"""load.monitor reads the reference server's /metrics: server-side command
+"""pop3suite.load.monitor reads the reference server's /metrics: server-side command
 latency between two scrapes, from a real prometheus_client endpoint."""
 
 from __future__ import annotations
 
 import pytest
 
-from load.monitor import Monitor, _quantile, command_latency, metrics_url, scrape_commands
-from reference_server.metrics import ServerMetrics
+from pop3suite.load.monitor import Monitor, _quantile, command_latency, metrics_url, scrape_commands
+from pop3suite.server.metrics import ServerMetrics
 
 
 @pytest.fixture

@@ -11,8 +11,10 @@ from xml.etree import ElementTree
 
 import pytest
 
-from conformance import report
-from conformance.case import (
+from pop3suite import preflight
+from pop3suite.client import ConnectionClosed, ErrResponse
+from pop3suite.conformance import report
+from pop3suite.conformance.case import (
     MAY,
     MUST,
     SHOULD,
@@ -23,9 +25,7 @@ from conformance.case import (
     expect_equal,
     is_suite_error,
 )
-from conformance.conftest import EXIT_CONFORMANT, EXIT_ERROR, EXIT_FAILED, _grade, run_status
-from pop3suite import preflight
-from pop3suite.client import ConnectionClosed, ErrResponse
+from pop3suite.conformance.conftest import EXIT_CONFORMANT, EXIT_ERROR, EXIT_FAILED, _grade, run_status
 from pop3suite.proto import parse_status_line
 from pop3suite.proto.errors import MalformedResponse
 

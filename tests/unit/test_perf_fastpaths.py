@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from pop3suite.proto import Authenticate
-from reference_server import passwords
-from reference_server.accounts import Authenticator
-from reference_server.config import AccountSettings
-from reference_server.storage import maildir
-from reference_server.storage.maildir import MaildirStore
+from pop3suite.server import passwords
+from pop3suite.server.accounts import Authenticator
+from pop3suite.server.config import AccountSettings
+from pop3suite.server.storage import maildir
+from pop3suite.server.storage.maildir import MaildirStore
 
 
 @pytest.fixture(scope="module")

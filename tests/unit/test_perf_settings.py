@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from pop3suite.cli import main as cli_main
-from reference_server import config, passwords
-from reference_server.server import loop_factory
+from pop3suite.server import config, passwords
+from pop3suite.server.server import loop_factory
 
 BASE = """
 [server]

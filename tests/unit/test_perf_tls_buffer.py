@@ -1,6 +1,6 @@
 """Idle POP3S sessions must stay cheap: asyncio's TLS protocol zero-fills a
 256 KiB read buffer per connection unless the server lowers it
-(reference_server.server.TLS_READ_BUFFER; 10,000 idle TLS sessions went
+(pop3suite.server.server.TLS_READ_BUFFER; 10,000 idle TLS sessions went
 from 2.7 GB to ~0.5 GB)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from reference_server.server import TLS_READ_BUFFER
+from pop3suite.server.server import TLS_READ_BUFFER
 from tests.conftest import PASSWORD, RunningServer
 
 

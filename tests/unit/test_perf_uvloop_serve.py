@@ -13,8 +13,8 @@ import pytest
 from pop3suite.client import Pop3Client
 from pop3suite.lab import start_server
 from pop3suite.proto import crlf_form as expected_wire
-from reference_server.lab import LabOptions, create_lab
-from reference_server.storage import MaildirStore
+from pop3suite.server.lab import LabOptions, create_lab
+from pop3suite.server.storage import MaildirStore
 
 pytest.importorskip("uvloop")
 

@@ -1,4 +1,4 @@
-"""The mailbox/polling policy (reference_server.policy): the provider's
+"""The mailbox/polling policy (pop3suite.server.policy): the provider's
 CentOS 5 table at its boundaries, both SSL variants, derived guidance
 files, config validation, the per-user LOGIN-DELAY in the core's CAPA, and
 the login log (provider-pop-service.md §3, RFC 2449 §6.5)."""
@@ -13,8 +13,8 @@ import pytest
 
 from pop3suite.proto import ServerSession, SessionOptions
 from pop3suite.proto.server import Authenticate, Send
-from reference_server import config
-from reference_server.policy import (
+from pop3suite.server import config
+from pop3suite.server.policy import (
     BUILTIN_POLICIES,
     LoginTracker,
     Policy,

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from load.report import ReportInputError, render_report
-from load.report.capacity_plots import cpu_per_poll_chart, heatmap_chart
-from load.report.capacity_tables import cells_table, guidance_table, model_table
-from load.report.errors import capacity_errors_chart
-from load.report.inputs import read_capacity
-from load.report.knee import capacity_points, knee_chart
-from load.report.render import data_uri
+from pop3suite.load.report import ReportInputError, render_report
+from pop3suite.load.report.capacity_plots import cpu_per_poll_chart, heatmap_chart
+from pop3suite.load.report.capacity_tables import cells_table, guidance_table, model_table
+from pop3suite.load.report.errors import capacity_errors_chart
+from pop3suite.load.report.inputs import read_capacity
+from pop3suite.load.report.knee import capacity_points, knee_chart
+from pop3suite.load.report.render import data_uri
 
 from .test_report_charts import assert_png_drawn, html_links
 
@@ -102,7 +102,11 @@ def make_capacity_dir(
     cells += [make_cell("mbox", "implicit", 20, offered) for offered in (2.5, 3.0, 3.5, 4.0)]
     capacity = {
         "kind": "capacity",
-        "scenario": {"name": "synthetic", "file": "scenarios/synthetic.toml", "description": "test data"},
+        "scenario": {
+            "name": "synthetic",
+            "file": "pop3suite/scenarios/synthetic.toml",
+            "description": "test data",
+        },
         "started": "2026-11-28T11:00:00Z",
         "finished": "2026-11-28T11:20:00Z",
         "machine": {"cpus": 2, "loadavg_before": [0.5, 0.4, 0.3], "loadavg_after": [1.75, 1.2, 0.9]},

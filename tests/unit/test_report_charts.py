@@ -17,15 +17,15 @@ import pytest
 from hdrh.histogram import HdrHistogram
 from matplotlib.image import imread
 
-from load.report import render_report
-from load.report.errors import errors_chart
-from load.report.figures import gapped, group_of, grouped
-from load.report.inputs import hgrm_name, read_run
-from load.report.knee import find_knee, knee_chart, ramp_points
-from load.report.latency import distribution_chart, over_time_chart, percentile_reach, tail_ticks
-from load.report.render import RAW_FILES
-from load.report.resources import resources_chart
-from load.report.throughput import load_chart
+from pop3suite.load.report import render_report
+from pop3suite.load.report.errors import errors_chart
+from pop3suite.load.report.figures import gapped, group_of, grouped
+from pop3suite.load.report.inputs import hgrm_name, read_run
+from pop3suite.load.report.knee import find_knee, knee_chart, ramp_points
+from pop3suite.load.report.latency import distribution_chart, over_time_chart, percentile_reach, tail_ticks
+from pop3suite.load.report.render import RAW_FILES
+from pop3suite.load.report.resources import resources_chart
+from pop3suite.load.report.throughput import load_chart
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 HISTORY_HEADER = (

@@ -1,4 +1,4 @@
-"""``pop3suite report``: RUN directories (load/capacity report) or
+"""``pop3suite report``: RUN directories (pop3suite/load/capacity report) or
 ``--matrix`` (the conformance matrix, unchanged); exactly one of the two."""
 
 from __future__ import annotations
