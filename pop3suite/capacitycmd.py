@@ -31,8 +31,9 @@ def add_capacity_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "capacity",
         help="sweep a capacity grid, fit the CPU cost model, derive mailbox/poll guidance",
-        description="Run every cell of a capacity scenario (pop3suite/scenarios/capacity-*.toml) as a load run "
-        "against a fresh embedded server, fit CPU per poll, and derive a guidance table.",
+        description="Run every cell of a capacity scenario (capacity-quick, capacity-full, capacity-centos5 "
+        "or a file; `pop3suite scenarios` lists them) as a load run against a fresh embedded server, "
+        "fit CPU per poll, and derive a guidance table.",
     )
     p.add_argument("scenario", help="capacity scenario name (capacity-quick, capacity-full) or a TOML file")
     p.add_argument("--report", metavar="DIR", help="results directory (default results/<scenario>-<time>)")
@@ -160,7 +161,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         from pop3suite.load.report import render_report
     except ImportError:
         print(
-            "capacity: no pop3suite.load.report module in this checkout; HTML report not rendered",
+            "capacity: no pop3suite.load.report module; HTML report not rendered",
             file=sys.stderr,
         )
     else:

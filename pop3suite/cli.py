@@ -269,6 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_soak_parser(sub)
 
+    from .scenarioscmd import add_scenarios_parser
+
+    add_scenarios_parser(sub)
+
     p = sub.add_parser("demo", help="the main job on the embedded reference server")
     p.add_argument("--keep", action="store_true", help="keep the temporary lab and print its path")
     p.add_argument("--sessions", type=int, default=20, help="POP3 sessions per mode (default 20)")

@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         f"({platform.machine()}), Python {platform.python_version()}. Each column is one "
         "`pop3suite check --fast` run; the provider profile adds only the provider's rules.",
         "`*` marks a FAILED that is a known deviation recorded in "
-        "`pop3suite/conformance/expectations/<server>.toml` (each names the RFC sentence and the observed bytes).",
+        "`pop3suite/conformance/expectations/<server>.toml` "
+        "(each names the RFC sentence and the observed bytes).",
         "ERROR marks a case the suite could not judge (its own error, TLS trust, the peer unreachable): "
         "it is not the server's failure.",
         "Provider columns judge each server as its peer script sets it up: the peers have no SMTP side "

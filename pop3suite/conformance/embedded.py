@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from pop3suite.demo import ServerProcess, start_server
+from pop3suite.lab import ServerProcess, start_server
 
 from .target import Credentials, Endpoint, Target
 

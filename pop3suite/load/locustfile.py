@@ -32,11 +32,6 @@ import gevent
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
-try:
-    from pop3suite import load  # noqa: F401
-except ImportError:  # run as `locust -f pop3suite/load/locustfile.py` from a checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from pop3suite.load import accounting, verdicts
 from pop3suite.load.scenario import load_scenario
 from pop3suite.load.users import CONTEXT, make_pop3_class, make_smtp_class

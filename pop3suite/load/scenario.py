@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -375,8 +376,9 @@ def load_scenario(source: str | Path) -> Scenario:
 
 
 def scenario_dir() -> Path:
-    """The shipped scenarios (``pop3suite/scenarios/`` next to the ``load`` package)."""
-    return Path(__file__).resolve().parent.parent / "scenarios"
+    """The shipped scenarios: package data of ``pop3suite`` (``pop3suite/scenarios/*.toml``),
+    found through importlib.resources so an installed wheel has them too."""
+    return Path(str(resources.files("pop3suite") / "scenarios"))
 
 
 def find_scenario(source: str | Path) -> Path:

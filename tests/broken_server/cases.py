@@ -24,7 +24,7 @@ from pop3suite.conformance.case import CaseInfo
 def case_functions() -> dict[str, str]:
     """case id (without parameter) -> test function name, for every case."""
     found: dict[str, str] = {}
-    for module_info in pkgutil.walk_packages(conformance.__path__, "conformance."):
+    for module_info in pkgutil.walk_packages(conformance.__path__, conformance.__name__ + "."):
         if not module_info.name.rsplit(".", 1)[-1].startswith("test_"):
             continue
         with warnings.catch_warnings():

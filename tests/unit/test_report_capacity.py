@@ -104,7 +104,7 @@ def make_capacity_dir(
         "kind": "capacity",
         "scenario": {
             "name": "synthetic",
-            "file": "pop3suite/scenarios/synthetic.toml",
+            "file": "scenarios/synthetic.toml",
             "description": "test data",
         },
         "started": "2026-11-28T11:00:00Z",

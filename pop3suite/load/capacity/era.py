@@ -293,8 +293,8 @@ def handshake_cpu_ms(bits: int, era: EraProfile, n: int = 150) -> float:
     with tempfile.TemporaryDirectory(prefix="pop3suite-era-") as tmp:
         cert, key = write_rsa_certificate(Path(tmp), bits)
         child = subprocess.Popen(
-            [sys.executable, "-m", "pop3suite.load.capacity.era", "serve-handshakes", str(cert), str(key), str(n),
-             str(era["tls_ciphers"]), str(era["tls_max_version"])],
+            [sys.executable, "-m", "pop3suite.load.capacity.era", "serve-handshakes",
+             str(cert), str(key), str(n), str(era["tls_ciphers"]), str(era["tls_max_version"])],
             stdout=subprocess.PIPE,
             text=True,
             env={**os.environ, **era.server_environment()},

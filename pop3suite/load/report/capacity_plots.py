@@ -142,9 +142,7 @@ def _annotate(ax, grid: np.ndarray, budget: float | None, vmax: float) -> None:
 
 
 def _boundaries(ax, guidance: dict, connection: str, derived: list, sizes: list, intervals: list) -> None:
-    era = (
-        "era" in guidance
-    )  # an era run: the derived boundary is the era's (pop3suite/load/capacity/era_guidance.py)
+    era = "era" in guidance  # an era run: the derived boundary is the era's (capacity/era_guidance.py)
     if derived:
         b_sizes = _index_coords([float(p[0]) for p in derived], sizes)
         b_intervals = _index_coords([float(p[1]) for p in derived], intervals)
