@@ -1,7 +1,7 @@
 """``pop3suite check`` and ``pop3suite report``: the conformance suite from the CLI.
 
 ``check`` runs the installed ``conformance`` package under pytest with the
-same options ``pytest conformance`` takes, so both spellings behave alike.
+same options ``pytest pop3suite/conformance`` takes, so both spellings behave alike.
 Before any case runs, the target and ``--report`` pass a pre-flight
 (pop3suite/preflight.py).  Exit status (docs/conformance.md): 0 conformant,
 1 some case FAILED (not a known deviation from ``--expectations``), 2 a usage

@@ -298,7 +298,7 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -
     return None
 
 
-#: Exit statuses of ``pytest conformance`` and ``pop3suite check`` (docs/conformance.md).
+#: Exit statuses of ``pytest pop3suite/conformance`` and ``pop3suite check`` (docs/conformance.md).
 EXIT_CONFORMANT, EXIT_FAILED, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3
 
 

@@ -89,7 +89,7 @@ def test_trust_failure_mid_run_is_error_not_failed(server: RunningServer, tmp_pa
     """With the pre-flight skipped, a certificate we do not trust makes the
     cases ERROR (the suite could not judge), never FAILED; exit status 3."""
     url = f"pop3s://{USER}@127.0.0.1:{server.port('pop3s')}"
-    command = [sys.executable, "-m", "pytest", "conformance", "-p", "no:cacheprovider", "-q"]
+    command = [sys.executable, "-m", "pytest", "pop3suite/conformance", "-p", "no:cacheprovider", "-q"]
     command += ["--target", url, "--seed", "none", "--no-preflight", "--report", str(tmp_path)]
     command += ["-k", "stat_format or greeting"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=240, check=False)
@@ -106,7 +106,7 @@ def test_trust_failure_mid_run_is_error_not_failed(server: RunningServer, tmp_pa
 
 def test_pytest_conformance_runs_the_same_preflight(server: RunningServer):
     """``pytest conformance --target`` with a closed port: exit 2, one line."""
-    command = [sys.executable, "-m", "pytest", "conformance", "-p", "no:cacheprovider", "-q"]
+    command = [sys.executable, "-m", "pytest", "pop3suite/conformance", "-p", "no:cacheprovider", "-q"]
     command += ["--target", f"pop3://{USER}@127.0.0.1:{free_port()}"]
     started = time.monotonic()
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
