@@ -131,7 +131,7 @@ write_env() {
     printf 'PEER_VERSION=%q\n' "$version"
     [ -z "$pid" ] || printf 'PEER_PID=%q\n' "$pid"
     printf 'PEER_SEED=%q\n' "$seed"
-    printf 'PEER_EXPECTATIONS=%q\n' "$ROOT/conformance/expectations/$name.toml"
+    printf 'PEER_EXPECTATIONS=%q\n' "$ROOT/pop3suite/conformance/expectations/$name.toml"
   } > "$dir/peer.env.tmp"
   chmod 600 "$dir/peer.env.tmp"
   mv -f "$dir/peer.env.tmp" "$dir/peer.env"
@@ -353,7 +353,7 @@ write_tls() {
   if ! [ -s "$dir/tls/server.pem" ] || ! [ -s "$dir/tls/server.key" ]; then
     [ -x "$python" ] || die "no Python at $python to make the test PKI (run ./dev test once, or set PEER_PYTHON)"
     PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$python" -c \
-      'import sys; from reference_server import tls; tls.issue(sys.argv[1])' "$dir/tls" \
+      'import sys; from pop3suite.server import tls; tls.issue(sys.argv[1])' "$dir/tls" \
       || die "pop3suite.server.tls.issue failed for $dir/tls"
   fi
   chmod 755 "$dir/tls"
