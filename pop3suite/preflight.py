@@ -160,7 +160,7 @@ def connect(
         endpoint.port,
         tls=endpoint.tls,
         ssl_context=context,
-        server_hostname=server_hostname or _default_sni(endpoint.host),
+        server_hostname=server_hostname or default_sni(endpoint.host),
         timeout=timeout,
     )
     try:
@@ -196,8 +196,8 @@ def connect(
     return client
 
 
-def _default_sni(host: str) -> str:
-    """Certificates for loopback usually name ``localhost`` (as pop3suite/conformance/target.py)."""
+def default_sni(host: str) -> str:
+    """Certificates for loopback usually name ``localhost``."""
     return "localhost" if host in ("127.0.0.1", "::1") else host
 
 

@@ -13,16 +13,13 @@ import ssl
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import ConfigDict, Field, RootModel
 
+from pop3suite import preflight
 from pop3suite.client import Pop3Client, TlsMode, trust_context
 from pop3suite.inputs import InputError, StrictModel, load_toml
-from pop3suite.proto.limits import POP3_PORT, POP3S_PORT
-
-_SCHEMES = {"pop": ("none", POP3_PORT), "pop3": ("none", POP3_PORT), "pop3s": ("implicit", POP3S_PORT)}
-_SCHEMES["pops"] = _SCHEMES["pop3s"]
 
 
 class TargetError(ValueError):
@@ -108,7 +105,7 @@ class Target:
             endpoint.port,
             tls=tls,  # type: ignore[arg-type]
             ssl_context=ssl_context or self.ssl_context(),  # also used by a later STLS
-            server_hostname=self.server_hostname or _default_sni(endpoint.host),
+            server_hostname=self.server_hostname or preflight.default_sni(endpoint.host),
             timeout=timeout,
             source_address=(source, 0) if source else None,
         )
@@ -122,33 +119,19 @@ class Target:
         return " ".join(parts) + (" (embedded reference server)" if self.embedded else "")
 
 
-def _default_sni(host: str) -> str:
-    """Certificates for loopback usually name ``localhost``."""
-    return "localhost" if host in ("127.0.0.1", "::1") else host
-
-
 def parse_url(url: str) -> tuple[Endpoint, Credentials | None]:
-    """Split a POP URL into endpoint and credentials.
+    """Split a POP URL into endpoint and credentials: the one POP URL parser
+    (:func:`pop3suite.preflight.parse_url`), its error as a TargetError.
 
     Raises:
         TargetError: unknown scheme, no host, bad port.
     """
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in _SCHEMES:
-        raise TargetError(f"{url!r}: scheme must be pop3://, pop3s:// or pop:// (RFC 2384)")
-    tls, default_port = _SCHEMES[scheme]
-    if not parts.hostname:
-        raise TargetError(f"{url!r}: no host")
     try:
-        port = parts.port or default_port
-    except ValueError:
-        raise TargetError(f"{url!r}: bad port") from None
-    credentials = None
-    if parts.username:
-        user = unquote(parts.username.split(";", 1)[0])  # drop RFC 2384 ;AUTH=...
-        credentials = Credentials(user, unquote(parts.password or ""))
-    return Endpoint(parts.hostname, port, tls), credentials  # type: ignore[arg-type]
+        endpoint, account = preflight.parse_url(url, "URL")
+    except preflight.PreflightError as error:
+        raise TargetError(str(error)) from None
+    credentials = Credentials(account.user, account.password) if account else None
+    return Endpoint(endpoint.host, endpoint.port, endpoint.tls), credentials
 
 
 def build(
