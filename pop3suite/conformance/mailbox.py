@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pop3suite.client import Pop3Client
-from pop3suite.proto import CrlfNormalizer
+from pop3suite.proto import CrlfNormalizer, split_message
 
 from .fixtures import Fixture, all_fixtures, fixture_name
 from .target import Target
@@ -128,7 +128,7 @@ class Seeder:
 def read_head(pop: Pop3Client, number: int, top: bool) -> bytes:
     """The header block of message ``number``."""
     data = pop.top(number, 0) if top else pop.retr(number)
-    return data.split(b"\r\n\r\n", 1)[0] + b"\r\n"
+    return split_message(data)[0]
 
 
 def _scratch_nonce(head: bytes) -> str | None:

@@ -11,9 +11,9 @@ from pop3suite.conformance.conftest import login_error
 from pop3suite.conformance.fixtures import SERVER_BOUNDARY, matches
 from pop3suite.conformance.helpers import (
     apop_account,
-    apop_digest,
     apop_login,
     capa_mode,
+    expect_parses,
     find_scratch,
     greeting_timestamp,
     login_when_unlocked,
@@ -21,10 +21,9 @@ from pop3suite.conformance.helpers import (
     reply_unless_closed,
     unknown_user,
 )
+from pop3suite.proto import apop_digest, listing_reply, parse_uid_line, split_message
 from pop3suite.proto.errors import MalformedResponse
 
-_UID_LINE = re.compile(rb"([1-9][0-9]*) ([\x21-\x7e]{1,70})")
-_UID_SINGLE = re.compile(rb"\+OK ([1-9][0-9]*) ([\x21-\x7e]{1,70})\r\n")
 _MSG_ID = re.compile(r"<[^<>@\s]+@[^<>@\s]+>")
 
 
@@ -41,8 +40,8 @@ def _body_lines(body: bytes) -> list[bytes]:
 
 def _top_expected(message: bytes, lines: int) -> bytes:
     """The headers, the blank line and the first ``lines`` body lines."""
-    head, separator, body = message.partition(b"\r\n\r\n")
-    return head + separator + b"".join(_body_lines(body)[:lines])
+    _, body = split_message(message)
+    return message[: len(message) - len(body)] + b"".join(_body_lines(body)[:lines])
 
 
 _TOP_COUNTS = {
@@ -137,12 +136,10 @@ def test_uidl_listing_format(pop, need, mailbox, mode):
     count, _ = client.stat()
     numbers = []
     for line in client.multiline("UIDL").lines():
-        match = _UID_LINE.fullmatch(line)
-        expect(
-            match is not None, "unique-id listing syntax", expected="<n> <1-70 chars 0x21-0x7E>", actual=line
+        number, _ = expect_parses(
+            parse_uid_line, line, "unique-id listing syntax", expected="<n> <1-70 chars 0x21-0x7E>"
         )
-        assert match is not None
-        numbers.append(int(match.group(1)))
+        numbers.append(number)
     expect_equal(
         "one unique-id listing per message, 1..n", expected=list(range(1, count + 1)), actual=sorted(numbers)
     )
@@ -196,11 +193,11 @@ def test_uidl_with_argument_is_one_line(pop, need, mailbox):
         unimplemented("maildrop is empty")
     for number in [*sorted(listing)[:3], max(listing)]:
         raw = client.command(f"UIDL {number}").raw
-        expect(
-            _UID_SINGLE.fullmatch(raw) is not None,
+        expect_parses(
+            lambda line: parse_uid_line(listing_reply(line)),
+            raw,
             f"UIDL {number} syntax",
             expected="+OK <n> <uid>CRLF",
-            actual=raw,
         )
         expect_equal(
             f"UIDL {number} agrees with UIDL",

@@ -20,7 +20,6 @@ from pop3suite.conformance.case import INFO, MUST, SHOULD, case, expect, observe
 from pop3suite.conformance.helpers import (
     SERVER_CLOSED,
     apop_account,
-    apop_digest,
     capa_mode,
     greeting_timestamp,
     reply_unless_closed,
@@ -28,6 +27,7 @@ from pop3suite.conformance.helpers import (
     unknown_user,
     wrong_password,
 )
+from pop3suite.proto import apop_digest
 
 from .probe import forgive
 

@@ -174,9 +174,7 @@ def test_mass_reset_leaves_server_up(pop, target, request):
         holder = login_when_unlocked(pop, target)
         if holder.stat()[0]:
             holder.dele(1)  # reset below without QUIT: must remove nothing (the guard checks)
-        assert holder.sock is not None
-        socks.append(holder.sock)
-        holder.sock = None
+        socks.append(holder.detach())
     finally:
         # Reset everything, also when the case failed half-way: leaked
         # sockets would count against the limit for every later case.
@@ -236,8 +234,7 @@ def test_stalled_big_retr_keeps_memory_bounded(pop, target, request):
         client = login_when_unlocked(pop, target)
         sizes = client.list()
         number = max(sizes, key=lambda n: sizes[n])
-        assert client.sock is not None
-        client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.set_receive_buffer(4096)
         client.send_raw(b"RETR %d\r\n" % number)
         expect(client.read_line().startswith(b"+OK"), "RETR status", expected="+OK", actual="")
         time.sleep(3)
@@ -252,8 +249,7 @@ def test_stalled_big_retr_keeps_memory_bounded(pop, target, request):
             expected="< 50 MiB growth",
             actual=f"{grown / 2**20:.0f} MiB",
         )
-        _rst(client.sock)
-        client.sock = None
+        client.reset()
     finally:
         time.sleep(0.5)
         path.unlink(missing_ok=True)
