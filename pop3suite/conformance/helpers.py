@@ -160,6 +160,20 @@ def quit_and_wait(client: Pop3Client, timeout: float = 10.0) -> None:
     client.close()
 
 
+def cleartext_to_pop3s(target: Target, timeout: float = 10.0) -> Pop3Client:
+    """A TCP connection to the implicit-TLS port without TLS, nothing read
+    yet; UNIMPLEMENTED without that port.
+
+    Exists for the probes of what the POP3S port does with cleartext: a
+    greeting in clear, plaintext POP3, half a ClientHello that stalls.
+    """
+    if target.pop3s is None:
+        unimplemented("no implicit-TLS endpoint (give --pop3s URL)")
+    client = Pop3Client(target.pop3s.host, target.pop3s.port, timeout=timeout)
+    client.connect_without_greeting()
+    return client
+
+
 def reply_unless_closed(client: Pop3Client, command: str) -> Response | None:
     """The reply to ``command``, or None if the server has closed the
     connection (:data:`SERVER_CLOSED`) instead of answering.

@@ -16,6 +16,7 @@ import pytest
 
 from pop3suite.client import ConnectionClosed, Pop3Client
 from pop3suite.conformance.case import INFO, MUST, SHOULD, case, expect, expect_equal, observe, unimplemented
+from pop3suite.conformance.helpers import cleartext_to_pop3s
 from pop3suite.conformance.target import Target
 from pop3suite.proto import capability_arguments
 
@@ -116,14 +117,6 @@ def _pop3_inside(client: Pop3Client, mode: str) -> bytes:
     return client.read_line()
 
 
-def _plain_to_implicit_port(target: Target) -> Pop3Client:
-    """A cleartext connection to the POP3S port (nothing read yet)."""
-    assert target.pop3s is not None
-    client = Pop3Client(target.pop3s.host, target.pop3s.port, timeout=10)
-    client.connect_without_greeting()
-    return client
-
-
 @case(
     "rfc8314/3.1/tls-first",
     MUST,
@@ -140,7 +133,7 @@ def test_greeting_comes_inside_tls(pop, target):
     """On the POP3S port nothing comes in clear; the ``+OK`` greeting comes inside TLS, in AUTHORIZATION."""
     if target.pop3s is None:
         unimplemented("no implicit-TLS endpoint (give --pop3s URL)")
-    with _plain_to_implicit_port(target) as raw:
+    with cleartext_to_pop3s(target) as raw:
         try:
             early = raw.receive_within(0.5)
         except ConnectionClosed:
@@ -179,7 +172,7 @@ def test_plaintext_on_implicit_port_never_answered(target):
     """``USER x`` sent in clear to the POP3S port never gets ``+OK`` (a close, an alert or garbage)."""
     if target.pop3s is None:
         unimplemented("no implicit-TLS endpoint (give --pop3s URL)")
-    with _plain_to_implicit_port(target) as raw:
+    with cleartext_to_pop3s(target) as raw:
         raw.send_raw(b"USER x\r\n")
         data = raw.receive_for(2.0)
     expect(
