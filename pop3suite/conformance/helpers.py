@@ -316,7 +316,7 @@ def apop_account(target: Target) -> Credentials:
     return target.apop_user
 
 
-def greeting_timestamp(
+def apop_greeting(
     pop: Connect, target: Target, missing: str = "the greeting carries no APOP timestamp"
 ) -> tuple[Pop3Client, str]:
     """A connected client (not logged in, :func:`capa_mode`) and its
@@ -337,13 +337,13 @@ def apop_login(
     account: Credentials,
     missing: str = "the greeting carries no APOP timestamp",
 ) -> tuple[Pop3Client, str, Response]:
-    """On a fresh connection (:func:`greeting_timestamp`), APOP as
+    """On a fresh connection (:func:`apop_greeting`), APOP as
     ``account`` with the right digest: the client, the digest sent and the
     reply, not judged.
 
     Exists because the APOP cases (login, replay, one method per user, the
     provider's APOP-off rule) all start with this one attempt.
     """
-    client, timestamp = greeting_timestamp(pop, target, missing)
+    client, timestamp = apop_greeting(pop, target, missing)
     digest = apop_digest(timestamp, account.password)
     return client, digest, client.command(f"APOP {account.user} {digest}", check=False)

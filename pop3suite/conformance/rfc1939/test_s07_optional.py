@@ -11,11 +11,11 @@ from pop3suite.conformance.conftest import login_error
 from pop3suite.conformance.fixtures import SERVER_BOUNDARY, matches
 from pop3suite.conformance.helpers import (
     apop_account,
+    apop_greeting,
     apop_login,
     capa_mode,
     expect_parses,
     find_scratch,
-    greeting_timestamp,
     login_when_unlocked,
     quit_and_wait,
     reply_unless_closed,
@@ -454,7 +454,7 @@ def test_unknown_user_and_wrong_password_look_alike(pop, target, request):
 )
 def test_apop_timestamp_well_formed_and_unique(pop, target):
     """50 greetings in a row: each carries one ``<...@...>`` timestamp, and no two are the same."""
-    client, _ = greeting_timestamp(pop, target)
+    client, _ = apop_greeting(pop, target)
     client.quit()
     seen: dict[str, int] = {}
     for attempt in range(50):
@@ -494,7 +494,7 @@ def test_apop_timestamp_well_formed_and_unique(pop, target):
 def test_apop_right_digest_logs_in_wrong_digest_does_not(pop, target):
     """APOP with MD5(timestamp + secret) in lower-case hex logs in; a wrong digest gets ``-ERR``."""
     account = apop_account(target)
-    client, timestamp = greeting_timestamp(pop, target)
+    client, timestamp = apop_greeting(pop, target)
     wrong = apop_digest(timestamp, account.password + "-wrong")
     response = client.command(f"APOP {account.user} {wrong}", check=False)
     expect(not response.ok, "APOP with a wrong digest", expected="-ERR", actual=response.raw)
@@ -532,7 +532,7 @@ def test_apop_digest_from_previous_greeting_is_refused(pop, target):
     client, digest, response = apop_login(pop, target, account)
     expect(response.ok, "APOP with the right digest", expected="+OK", actual=response.raw)
     quit_and_wait(client)
-    replay, _ = greeting_timestamp(pop, target)
+    replay, _ = apop_greeting(pop, target)
     response = replay.command(f"APOP {account.user} {digest}", check=False)
     expect(
         not response.ok and response.code_str != "IN-USE",
@@ -555,7 +555,7 @@ def test_apop_digest_from_previous_greeting_is_refused(pop, target):
 def test_apop_upper_case_digest(pop, target, request):
     """Whether an upper-case hex digest is accepted (RFC 1939 specifies lower case; accepting is lenient)."""
     account = apop_account(target)
-    client, timestamp = greeting_timestamp(pop, target)
+    client, timestamp = apop_greeting(pop, target)
     digest = apop_digest(timestamp, account.password).upper()
     response = client.command(f"APOP {account.user} {digest}", check=False)
     observe(request, f"APOP with an upper-case hex digest: {response.raw!r}")
