@@ -10,8 +10,8 @@ names the client used.
 
 from __future__ import annotations
 
-from pop3suite.conformance.fixtures import Fixture, all_fixtures, fixture_name
 from pop3suite.proto import split_message
+from pop3suite.target.fixtures import Fixture, all_fixtures, fixture_name
 
 #: Fixture names, in delivery order.
 NAMES = ("utf8-headers", "bare-lf", "dot-lines", "8bit", "no-final-newline", "1mb")

@@ -11,7 +11,7 @@ rewrites are accepted, each a behaviour seen on real servers and reported as
 a server property, not a client failure (:func:`server_rewrite`):
 
 * trace header lines a delivery agent prepends and a Message-ID:/Date: it
-  appends (Cyrus lmtpd) -- ``pop3suite.conformance.fixtures.matches``;
+  appends (Cyrus lmtpd) -- ``pop3suite.target.fixtures.matches``;
 * mailbox-state header lines an mbox server keeps in the message (GNU
   Mailutils: ``Status:``, ``X-UID:``, ``X-UIDL:``, ``X-IMAPbase:``) at the
   end of the header block;
@@ -33,8 +33,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from pop3suite.conformance.fixtures import HEADER, SERVER_BOUNDARY, Fixture, matches
 from pop3suite.proto import split_message
+from pop3suite.target.fixtures import HEADER, SERVER_BOUNDARY, Fixture, matches
 
 from .fixtureset import name_of
 

@@ -4,7 +4,7 @@ mailboxes, and ``pop3suite serve`` as its own process.
 The reference server is asyncio; Locust patches sockets with gevent, so the
 two never share a process.  :func:`prepare` writes the lab and the pre-fill
 (with ledger events for every message), :func:`start` runs the server with
-:func:`pop3suite.demo.start_server` and returns the ``run.json`` fields that
+:func:`pop3suite.lab.start_server` and returns the ``run.json`` fields that
 tell the Locust processes where the target is.
 """
 

@@ -30,10 +30,17 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from .client import ConnectionClosed, ErrResponse, Pop3Client, Pop3ClientError, apop_timestamp, trust_context
-from .proto import Response
-from .proto.errors import MalformedResponse
-from .proto.limits import POP3_PORT, POP3S_PORT
+from pop3suite.client import (
+    ConnectionClosed,
+    ErrResponse,
+    Pop3Client,
+    Pop3ClientError,
+    apop_timestamp,
+    trust_context,
+)
+from pop3suite.proto import Response
+from pop3suite.proto.errors import MalformedResponse
+from pop3suite.proto.limits import POP3_PORT, POP3S_PORT
 
 #: Seconds for each step (resolve, connect, greeting, login).
 TIMEOUT = 5.0

@@ -1,5 +1,8 @@
 """Shared lab services: the embedded reference-server launcher.
 
+(:mod:`pop3suite.lab.embedded` describes such a server as the default
+conformance / client-matrix target.)
+
 ``start_server`` runs ``pop3suite serve`` as its own process (the command
 users run; a load run must not share a process with the asyncio server) and
 waits until it listens; ``lab_server`` adds a temporary lab (accounts, test

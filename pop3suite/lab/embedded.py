@@ -1,4 +1,5 @@
-"""The embedded default target: the reference server in a temporary lab.
+"""The embedded default target of ``pop3suite check`` and ``pop3suite clients``:
+the reference server in a temporary lab, described as a :class:`Target`.
 
 Started as its own process with ``pop3suite serve`` (the command users run),
 with everything enabled: plain + STLS, implicit TLS, APOP for carol, a
@@ -19,9 +20,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from pop3suite.lab import ServerProcess, start_server
+from pop3suite.target.model import Credentials, Endpoint, Target
 
-from .target import Credentials, Endpoint, Target
+from . import ServerProcess, start_server
 
 EMBEDDED_PASSWORD = "conformance pass"  # contains a space on purpose (RFC 1939 §7)
 #: The embedded server's mailbox format when ``start_embedded`` is not told

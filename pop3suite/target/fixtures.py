@@ -1,6 +1,6 @@
 """The suite's fixture messages and what a server must hand back for each.
 
-Small fixtures are files in ``pop3suite/conformance/fixtures/``; the 1 MB and 10 MB
+Small fixtures are files in ``pop3suite/target/fixtures/``; the 1 MB and 10 MB
 messages are generated (same bytes every time) so the repository stays small.
 Every fixture carries ``X-Pop3suite-Fixture: <name>`` so the suite can find
 it in a maildrop that also holds other mail.
