@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pop3suite.lab import ServerProcess, start_server
-from pop3suite.server import passwords
-from pop3suite.server.lab import Lab, LabOptions, create_lab
+from pop3suite.server.lab import Lab, LabOptions, add_accounts, create_lab
 from pop3suite.server.storage import open_store
 
 from .accounting import digest, make_message
@@ -58,16 +57,11 @@ def prepare(scenario: Scenario, directory: Path, workers: int = 1) -> tuple[Lab,
     )
     lab = create_lab(directory, options)
     accounts = scenario.accounts(workers)
-    hashed = passwords.hash_password(PASSWORD, n=CHEAP_N)
     with open(lab.config_path, "a", encoding="utf-8") as handle:
         # Server-side latency beside the client's (pop3suite.load.monitor scrapes it).
         handle.write('\n[metrics]\nport = "auto"\n')
-        handle.write("\n# load accounts (pop3suite load): one per simulated mailbox\n")
-        for name, client in accounts.items():
-            if client.auth == "apop":
-                handle.write(f'[accounts.{name}]\npassword = "{{PLAIN}}{PASSWORD}"\napop = true\n\n')
-            else:
-                handle.write(f'[accounts.{name}]\npassword = "{hashed}"\n\n')
+    apop = {name: client.auth == "apop" for name, client in accounts.items()}
+    add_accounts(lab, apop, PASSWORD, CHEAP_N, "load accounts (pop3suite load): one per simulated mailbox")
     store = open_lab_store(lab)
     rng = random.Random(scenario.seed)
     events: list[tuple] = []

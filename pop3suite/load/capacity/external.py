@@ -25,9 +25,9 @@ from pathlib import Path
 
 import psutil
 
-from pop3suite.target import preflight as shared
 from pop3suite.client import ErrResponse, Pop3Client, Pop3ClientError, trust_context
 from pop3suite.load.accounting import make_message
+from pop3suite.target import preflight as shared
 
 from .grid import MB, Cell, Grid
 
