@@ -68,14 +68,14 @@ def fixture_in(message: bytes) -> str | None:
 
 
 def _without_state_fields(served: bytes, wire: bytes) -> bytes:
-    head, blank, body = served.partition(b"\r\n\r\n")
-    own = {line.split(b":", 1)[0].lower() for line in wire.partition(b"\r\n\r\n")[0].split(b"\r\n")}
+    head, body = split_message(served)
+    own = {line.split(b":", 1)[0].lower() for line in split_message(wire)[0].splitlines()}
     kept = [
         line
-        for line in head.split(b"\r\n")
+        for line in head.splitlines(keepends=True)
         if line.split(b":", 1)[0].lower() not in STATE_FIELDS or line.split(b":", 1)[0].lower() in own
     ]
-    return b"\r\n".join(kept) + blank + body
+    return b"".join(kept) + (b"\r\n" + body if head != served else b"")
 
 
 def server_rewrite(served: bytes, fixture: Fixture) -> str | None:
@@ -141,9 +141,9 @@ class Snapshot:
             for kind, names in by_kind.items()
         ]
         for i in self.extras():
-            head = self.messages[i][:200].split(b"\r\n\r\n", 1)[0]
+            head = split_message(self.messages[i][:200])[0]
             subject = next(
-                (line for line in head.split(b"\r\n") if line.lower().startswith(b"subject:")), b"no Subject:"
+                (line for line in head.splitlines() if line.lower().startswith(b"subject:")), b"no Subject:"
             )
             lines.append(
                 f"server (not the client): message {i + 1} in the maildrop is no fixture "

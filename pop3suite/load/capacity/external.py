@@ -74,10 +74,9 @@ def _client(run: dict, tls: str) -> Pop3Client:
     endpoint = shared.Endpoint("--target", run["host"], port, "implicit" if tls == "implicit" else "none")
     context = trust_context(run.get("cafile"), bool(run.get("insecure")))
     try:
-        pop = shared.connect(endpoint, context, timeout=TIMEOUT)
+        pop = shared.connect(endpoint, context, timeout=TIMEOUT, transcript=False)
     except shared.PreflightError as error:
         raise TargetError(str(error)) from None
-    pop.transcript.enabled = False
     if tls == "stls":
         try:
             pop.stls()
