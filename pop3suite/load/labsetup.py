@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pop3suite.lab import ServerProcess, start_server
+from pop3suite.lab import ServerProcess, auto_ports, start_server
 from pop3suite.server.lab import Lab, LabOptions, add_accounts, create_lab
 from pop3suite.server.storage import open_store
 
@@ -44,11 +44,9 @@ def prepare(scenario: Scenario, directory: Path, workers: int = 1) -> tuple[Lab,
     Returns:
         The lab and the ledger events of the pre-fill (("D", nonce, account, sha)).
     """
-    ports = {"pop3_port": "auto", "pop3s_port": "auto", "smtp_port": "auto"}
-    ports.update(submission_port=0, smtps_port=0)
     options = LabOptions(
         password=PASSWORD,
-        ports=ports,
+        ports=auto_ports(),
         idle_timeout=scenario.idle_timeout,
         login_failure_delay=0.2,
         scrypt_n=CHEAP_N,
