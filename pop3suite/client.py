@@ -157,13 +157,10 @@ class Pop3Client:
 
     def connect(self) -> Response:
         """Open the connection (and TLS, per ``tls``); return the greeting."""
-        self.sock = socket.create_connection(
-            (self.host, self.port), timeout=self.timeout, source_address=self.source_address
-        )
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.open_tcp()
         if self.tls == "implicit":
             self._wrap()
-        self.greeting = self.read_response()
+        self.read_greeting()
         if self.tls == "stls":
             self.stls()
         return self.greeting
@@ -538,6 +535,27 @@ class Pop3Client:
             return self.command("QUIT", check=False)
         finally:
             self.close()
+
+    # ------------------------------------------- connect() step by step, timed apart
+
+    def open_tcp(self) -> None:
+        """The TCP connection alone, no TLS and no greeting read: the first
+        step of :meth:`connect`, for a caller that times the steps apart (a
+        load user's CONNECT and TLS); then :meth:`start_implicit_tls` and
+        :meth:`read_greeting`, or :meth:`read_greeting` and :meth:`stls`."""
+        self.sock = socket.create_connection(
+            (self.host, self.port), timeout=self.timeout, source_address=self.source_address
+        )
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def start_implicit_tls(self) -> None:
+        """The TLS handshake on a fresh connection, before the greeting (RFC 8314)."""
+        self._wrap()
+
+    def read_greeting(self) -> Response:
+        """Read the server's greeting line (kept as :attr:`greeting`)."""
+        self.greeting = self.read_response()
+        return self.greeting
 
 
 def apop_timestamp(greeting: Response | None) -> str | None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pop3suite.conformance.case import MUST, case, expect, expect_equal, unimplemented
-from pop3suite.conformance.fixtures import matches
 from pop3suite.conformance.helpers import STAT_REPLY
+from pop3suite.target.fixtures import matches
 
 
 @case(

@@ -8,7 +8,6 @@ import pytest
 
 from pop3suite.conformance.case import INFO, MUST, SHOULD, case, expect, expect_equal, observe, unimplemented
 from pop3suite.conformance.conftest import login_error
-from pop3suite.conformance.fixtures import SERVER_BOUNDARY, matches
 from pop3suite.conformance.helpers import (
     apop_account,
     apop_digest,
@@ -22,6 +21,7 @@ from pop3suite.conformance.helpers import (
     unknown_user,
 )
 from pop3suite.proto.errors import MalformedResponse
+from pop3suite.target.fixtures import SERVER_BOUNDARY, matches
 
 _UID_LINE = re.compile(rb"([1-9][0-9]*) ([\x21-\x7e]{1,70})")
 _UID_SINGLE = re.compile(rb"\+OK ([1-9][0-9]*) ([\x21-\x7e]{1,70})\r\n")

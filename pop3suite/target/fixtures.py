@@ -1,6 +1,6 @@
 """The suite's fixture messages and what a server must hand back for each.
 
-Small fixtures are files in ``pop3suite/conformance/fixtures/``; the 1 MB and 10 MB
+Small fixtures are files in ``pop3suite/target/fixtures/``; the 1 MB and 10 MB
 messages are generated (same bytes every time) so the repository stays small.
 Every fixture carries ``X-Pop3suite-Fixture: <name>`` so the suite can find
 it in a maildrop that also holds other mail.
@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pop3suite.proto import CrlfNormalizer
+from pop3suite.proto import CrlfNormalizer, split_message
 
 FIXTURE_DIR = Path(__file__).parent / "fixtures"
 HEADER = b"X-Pop3suite-Fixture: "
@@ -37,8 +37,7 @@ class Fixture:
     @property
     def body_lines(self) -> list[bytes]:
         """Lines of the body (after the blank line), CRLF included."""
-        _head, _, body = self.wire.partition(b"\r\n\r\n")
-        return body.splitlines(keepends=True)
+        return split_message(self.wire)[1].splitlines(keepends=True)
 
 
 def _big(name: str, size: int) -> bytes:
@@ -108,14 +107,18 @@ def _trace_prefixed(retrieved: bytes, wire: bytes) -> bool:
 def _without_added_fields(retrieved: bytes, wire: bytes) -> bytes:
     """``retrieved`` without the DELIVERY_ADDED_FIELDS lines that end its
     header block, for the fields the fixture itself lacks."""
-    head, blank, body = retrieved.partition(b"\r\n\r\n")
-    if not blank:
+    head, body = split_message(retrieved)
+    if not head or head == retrieved:  # no header block, or no blank line to end one
         return retrieved
-    fixture_head = wire.partition(b"\r\n\r\n")[0]
-    present = {line.split(b":", 1)[0].lower() + b":" for line in fixture_head.split(b"\r\n")}
-    lines = head.split(b"\r\n")
+    present = {line.split(b":", 1)[0].lower() + b":" for line in _header_lines(wire)}
+    lines = _header_lines(retrieved)
     while len(lines) > 1 and lines[-1].lower().startswith(DELIVERY_ADDED_FIELDS):
         if lines[-1].split(b":", 1)[0].lower() + b":" in present:
             break
         lines.pop()
-    return b"\r\n".join(lines) + blank + body
+    return b"".join(line + b"\r\n" for line in lines) + b"\r\n" + body
+
+
+def _header_lines(message: bytes) -> list[bytes]:
+    """The header block's lines of a CRLF message, without their line ends."""
+    return split_message(message)[0].removesuffix(b"\r\n").split(b"\r\n")
