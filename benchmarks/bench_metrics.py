@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,7 @@ import time
 from pathlib import Path
 
 from pop3suite.client import Pop3Client
+from pop3suite.lab import wait_ready
 from pop3suite.server.lab import LabOptions, create_lab
 from pop3suite.server.storage import open_store
 
@@ -51,31 +51,20 @@ def serve(config: Path, *flags: str) -> tuple[subprocess.Popen, int]:
         stdout=subprocess.PIPE,
         text=True,
     )
-    assert proc.stdout is not None
-    port = 0
-    for line in proc.stdout:
-        found = re.search(r"listening: pop3 on \S+:(\d+)", line)
-        if found:
-            port = int(found[1])
-        if "ready" in line:
-            return proc, port
-    raise SystemExit("server did not start")
+    return proc, wait_ready(proc, 30, "pop3suite serve").endpoints["pop3"]
 
 
 def stat_rate(port: int, total: int = 20_000, batch: int = 500) -> float:
-    with socket.create_connection(("127.0.0.1", port)) as sock:
-        reader = sock.makefile("rb")
-        reader.readline()
-        sock.sendall(f"USER alice\r\nPASS {PASSWORD}\r\n".encode())
-        reader.readline(), reader.readline()
+    with Pop3Client("127.0.0.1", port, timeout=30, transcript=False) as pop:
+        pop.login("alice", PASSWORD)
         started = time.perf_counter()
         for _ in range(total // batch):
-            sock.sendall(b"STAT\r\n" * batch)
+            pop.send_raw(b"STAT\r\n" * batch)  # pipelined: the server's rate, not round trips
             for _ in range(batch):
-                reader.readline()
+                if not pop.read_response().ok:
+                    raise SystemExit("STAT refused")
         elapsed = time.perf_counter() - started
-        sock.sendall(b"QUIT\r\n")
-        reader.readline()
+        pop.quit()
     return total / elapsed
 
 

@@ -21,8 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from pop3suite import preflight
 from pop3suite.loadcmd import add_rcpt_domain
+from pop3suite.target import preflight
 
 EXIT_USAGE = 2
 
@@ -189,7 +189,7 @@ def _external(args: argparse.Namespace, grid) -> tuple[dict, dict]:
     from pop3suite.load.capacity.sweep import select_cells
     from pop3suite.loadcmd import _target_run
 
-    external = _target_run(args)  # URL syntax by the shared pre-flight (pop3suite/preflight.py)
+    external = _target_run(args)  # URL syntax by the shared pre-flight (pop3suite/target/preflight.py)
     if not args.password:
         raise ValueError("--target needs --password (the password of every cap* account)")
     if args.cafile:

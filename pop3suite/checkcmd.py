@@ -3,7 +3,7 @@
 ``check`` runs the installed ``conformance`` package under pytest with the
 same options ``pytest pop3suite/conformance`` takes, so both spellings behave alike.
 Before any case runs, the target and ``--report`` pass a pre-flight
-(pop3suite/preflight.py).  Exit status (docs/conformance.md): 0 conformant,
+(pop3suite/target/preflight.py).  Exit status (docs/conformance.md): 0 conformant,
 1 some case FAILED (not a known deviation from ``--expectations``), 2 a usage
 error or a failed pre-flight (nothing ran), 3 the run finished but some case
 could not be judged (ERROR); FAILED wins over ERROR.
@@ -16,7 +16,8 @@ import os
 import sys
 from pathlib import Path
 
-from pop3suite import conformance, preflight
+from pop3suite import conformance
+from pop3suite.target import preflight
 
 EXIT_USAGE = 2
 
@@ -118,7 +119,7 @@ def run_preflight(args: argparse.Namespace) -> None:
         preflight.writable_dir(args.report, "--report")
     if not (args.url or args.target_file):
         return
-    from pop3suite.conformance.target import TargetError, load_file
+    from pop3suite.target.model import TargetError, load_file
 
     values: dict = {}
     if args.target_file:
@@ -155,7 +156,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         if args.url or args.target_file:
             print("pop3suite check: --storage is for the embedded server (no URL)", file=sys.stderr)
             return 2
-        from pop3suite.conformance.embedded import STORAGE_ENV
+        from pop3suite.lab.embedded import STORAGE_ENV
 
         os.environ[STORAGE_ENV] = args.storage
     try:

@@ -159,13 +159,10 @@ class Pop3Client:
 
     def connect(self) -> Response:
         """Open the connection (and TLS, per ``tls``); return the greeting."""
-        self.sock = socket.create_connection(
-            (self.host, self.port), timeout=self.timeout, source_address=self.source_address
-        )
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.open_tcp()
         if self.tls == "implicit":
             self._wrap()
-        self.greeting = self.read_response()
+        self.read_greeting()
         if self.tls == "stls":
             self.stls()
         return self.greeting
@@ -541,6 +538,27 @@ class Pop3Client:
         finally:
             self.close()
 
+    # ------------------------------------------- connect() step by step, timed apart
+
+    def open_tcp(self) -> None:
+        """The TCP connection alone, no TLS and no greeting read: the first
+        step of :meth:`connect`, for a caller that times the steps apart (a
+        load user's CONNECT and TLS); then :meth:`start_implicit_tls` and
+        :meth:`read_greeting`, or :meth:`read_greeting` and :meth:`stls`."""
+        self.sock = socket.create_connection(
+            (self.host, self.port), timeout=self.timeout, source_address=self.source_address
+        )
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def start_implicit_tls(self) -> None:
+        """The TLS handshake on a fresh connection, before the greeting (RFC 8314)."""
+        self._wrap()
+
+    def read_greeting(self) -> Response:
+        """Read the server's greeting line (kept as :attr:`greeting`)."""
+        self.greeting = self.read_response()
+        return self.greeting
+
     # ------------------------------------------------------------ probes for the conformance cases
     #
     # What the cases did by hand on ``sock`` before: each is one wire-level
@@ -613,11 +631,9 @@ class Pop3Client:
         themselves (bytes in clear on the POP3S port, a handshake the server
         must refuse, before any POP3).  ``"stls"`` is not upgraded here.
         Connection and handshake errors propagate; call :meth:`close` then."""
-        self.sock = socket.create_connection(
-            (self.host, self.port), timeout=self.timeout, source_address=self.source_address
-        )
+        self.open_tcp()
         if self.tls == "implicit":
-            self._wrap()
+            self.start_implicit_tls()
 
     def tls_version(self) -> str | None:
         """The negotiated TLS version (``"TLSv1.3"``), None without TLS."""

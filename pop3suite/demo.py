@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .client import Pop3Client
-from .lab import ServerProcess, lab_server, start_server  # noqa: F401 - pop3suite/conformance/embedded.py imports them from here
+from .lab import ServerProcess, lab_server
 from .proto import crlf_form
 
 #: Messages that break careless servers (rfc-checklist.md, "most often wrong").

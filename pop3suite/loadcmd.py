@@ -7,7 +7,7 @@ server's PID, writes ``run.json`` and runs ``locust -f pop3suite/load/locustfile
 (one stand-alone process, or a master and ``--workers`` worker processes on
 loopback).  The locustfile evaluates the verdicts; the exit status is
 Locust's: 0 when every SLO and the ledger passed, 1 otherwise, 2 for usage
-errors and a failed pre-flight (pop3suite/preflight.py: ``--report`` cannot be
+errors and a failed pre-flight (pop3suite/target/preflight.py: ``--report`` cannot be
 written, or ``--target`` cannot be reached, trusted or logged in to).
 """
 
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pop3suite import preflight
+from pop3suite.target import preflight
 
 EXIT_USAGE = 2
 
@@ -74,7 +74,7 @@ def add_rcpt_domain(parser: argparse.ArgumentParser) -> None:
 
 
 def check_target(args: argparse.Namespace, accounts: dict) -> None:
-    """The pre-flight of ``load --target`` (pop3suite/preflight.py): every
+    """The pre-flight of ``load --target`` (pop3suite/target/preflight.py): every
     ``--target`` answers with a trusted ``+OK`` greeting, and ``--password``
     logs in to the first and the last account of every client class (the
     accounts of a class are one numbered range: a range that is missing or

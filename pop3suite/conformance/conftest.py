@@ -33,8 +33,10 @@ from typing import Any
 
 import pytest
 
-from pop3suite import preflight
 from pop3suite.client import ErrResponse, Pop3Client
+from pop3suite.target import preflight
+from pop3suite.target.model import Credentials, Target, TargetError, build, load_expectations, load_file
+from pop3suite.target.seeding import Seeder
 
 from . import report as report_module
 from .case import (
@@ -48,8 +50,7 @@ from .case import (
     is_suite_error,
     unimplemented,
 )
-from .mailbox import MailboxIndex, Seeder, build_index
-from .target import Credentials, Target, TargetError, build, load_expectations, load_file
+from .mailbox import MailboxIndex, build_index
 
 CLIENTS = pytest.StashKey[list[Pop3Client]]()
 #: Per-operation client timeout.  Generous on purpose: Dovecot holds a second
@@ -366,7 +367,7 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
     options = _options(config)
     results = config.stash[RESULTS]
     if "url" not in options:
-        from .embedded import start_embedded
+        from pop3suite.lab.embedded import start_embedded
 
         embedded = start_embedded(options["profile"], options.get("fast", False), options.get("idle_timeout"))
         results.target, results.profile = embedded.target.name, options["profile"]

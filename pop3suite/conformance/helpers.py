@@ -3,7 +3,7 @@
 Each helper here was written more than once across the RFC folders; this
 module holds the one copy.  They are plain functions over the ``pop``
 fixture (``pop(mode=None, login=True, ...)`` from ``conftest.py``), a
-:class:`~pop3suite.client.Pop3Client` or a :class:`~pop3suite.conformance.target.Target`.
+:class:`~pop3suite.client.Pop3Client` or a :class:`~pop3suite.target.model.Target`.
 They judge nothing: the cases keep their own ``expect`` calls, so a failure
 always points at the case that made it.  A helper that cannot go on (no
 APOP account, an empty maildrop, scratch mail that never arrived) makes the
@@ -29,10 +29,10 @@ from typing import TypeVar
 
 from pop3suite.client import ConnectionClosed, ErrResponse, Pop3Client, apop_timestamp
 from pop3suite.proto import MalformedResponse, Response, apop_digest, capability_arguments
+from pop3suite.target.model import Credentials, Target
 
 from .case import expect, unimplemented
 from .mailbox import MailboxIndex
-from .target import Credentials, Target
 
 #: The ``pop`` fixture: ``pop(mode=None, login=True, user=None, ...)``.
 Connect = Callable[..., Pop3Client]

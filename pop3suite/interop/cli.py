@@ -4,7 +4,7 @@ Without a target the embedded reference server is tested.  ``--target``
 (with ``--pop3s``, ``--cafile``, ``--seed``...) names any server;
 ``--peer dovecot`` starts the Dovecot peer; ``--reference`` adds the
 embedded server to those, so one report compares them.  ``--target`` and
-``--report`` pass the shared pre-flight (pop3suite/preflight.py) before any
+``--report`` pass the shared pre-flight (pop3suite/target/preflight.py) before any
 client runs.  Exit status: 0 when no cell failed, 1 when one did, 2 for bad
 options, a failed pre-flight or a target that could not start.
 """
@@ -17,9 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-from pop3suite import preflight
-from pop3suite.conformance.mailbox import SeedError
-from pop3suite.conformance.target import TargetError
+from pop3suite.target import preflight
+from pop3suite.target.model import TargetError
+from pop3suite.target.seeding import SeedError
 
 from . import CLIENTS
 from .base import AUTHS, BEHAVIOURS, MODES

@@ -16,6 +16,8 @@ import os
 import pwd
 from pathlib import Path
 
+from pop3suite.proto import split_message
+
 from .base import Client, ClientFailed, Login, first_line, lf_form, make_maildir, read_maildir, run, which
 
 RUN_AS = "nobody"
@@ -56,9 +58,12 @@ class Getmail(Client):
     def stored_form(self, wire: bytes) -> bytes:
         """LF line ends, and no Return-Path: line: getmail drops the message's
         own (its value becomes the first line getmail writes, which is stripped)."""
-        head, blank, body = lf_form(wire).partition(b"\n\n")
-        lines = [line for line in head.split(b"\n") if not line.lower().startswith(b"return-path:")]
-        return b"\n".join(lines) + blank + body
+        stored = lf_form(wire)
+        head, body = split_message(stored)
+        kept = b"".join(
+            line for line in head.splitlines(keepends=True) if not line.lower().startswith(b"return-path:")
+        )
+        return kept + (b"\n" + body if head != stored else b"")
 
     def retrieve(self, target: Login, mode: str, auth: str, behaviour: str, workdir: Path) -> list[bytes]:
         maildir = make_maildir(workdir / "md")

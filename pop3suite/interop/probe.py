@@ -18,8 +18,8 @@ import contextlib
 from dataclasses import dataclass, field
 
 from pop3suite.client import Pop3Client, Pop3ClientError, apop_timestamp
-from pop3suite.conformance.target import Target, TargetError
 from pop3suite.proto import capability_map
+from pop3suite.target.model import Target, TargetError
 
 
 @dataclass(frozen=True)

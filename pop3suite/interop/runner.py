@@ -5,7 +5,7 @@ per mode, APOP timestamp) so that a mode or login the *server* lacks is
 ``unsupported``, not a client failure.
 
 Per cell: empty the account's maildrop, deliver the fixture set through the
-target's seed route (``pop3suite.conformance.mailbox.Seeder``), RETR every message once
+target's seed route (``pop3suite.target.seeding.Seeder``), RETR every message once
 with the suite's own client (the bytes the server really serves; checked
 against the fixtures, see ``served``), let the client fetch everything,
 compare each stored message byte for byte with what the server served (in
@@ -25,10 +25,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from pop3suite.client import Pop3Client, Pop3ClientError
-from pop3suite.conformance.fixtures import Fixture
-from pop3suite.conformance.mailbox import Seeder, SeedError
-from pop3suite.conformance.target import Credentials, Target
 from pop3suite.proto import sasl_plain_encode
+from pop3suite.target.fixtures import Fixture
+from pop3suite.target.model import Credentials, Target
+from pop3suite.target.seeding import Seeder, SeedError
 
 from .base import AUTHS, BEHAVIOURS, MODES, CellUnsupported, Client, ClientFailed, Login
 from .fixtureset import fixture_set

@@ -11,7 +11,7 @@ rewrites are accepted, each a behaviour seen on real servers and reported as
 a server property, not a client failure (:func:`server_rewrite`):
 
 * trace header lines a delivery agent prepends and a Message-ID:/Date: it
-  appends (Cyrus lmtpd) -- ``pop3suite.conformance.fixtures.matches``;
+  appends (Cyrus lmtpd) -- ``pop3suite.target.fixtures.matches``;
 * mailbox-state header lines an mbox server keeps in the message (GNU
   Mailutils: ``Status:``, ``X-UID:``, ``X-UIDL:``, ``X-IMAPbase:``) at the
   end of the header block;
@@ -33,8 +33,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from pop3suite.conformance.fixtures import HEADER, SERVER_BOUNDARY, Fixture, matches
 from pop3suite.proto import split_message
+from pop3suite.target.fixtures import HEADER, SERVER_BOUNDARY, Fixture, matches
 
 from .fixtureset import name_of
 
@@ -68,14 +68,14 @@ def fixture_in(message: bytes) -> str | None:
 
 
 def _without_state_fields(served: bytes, wire: bytes) -> bytes:
-    head, blank, body = served.partition(b"\r\n\r\n")
-    own = {line.split(b":", 1)[0].lower() for line in wire.partition(b"\r\n\r\n")[0].split(b"\r\n")}
+    head, body = split_message(served)
+    own = {line.split(b":", 1)[0].lower() for line in split_message(wire)[0].splitlines()}
     kept = [
         line
-        for line in head.split(b"\r\n")
+        for line in head.splitlines(keepends=True)
         if line.split(b":", 1)[0].lower() not in STATE_FIELDS or line.split(b":", 1)[0].lower() in own
     ]
-    return b"\r\n".join(kept) + blank + body
+    return b"".join(kept) + (b"\r\n" + body if head != served else b"")
 
 
 def server_rewrite(served: bytes, fixture: Fixture) -> str | None:
@@ -141,9 +141,9 @@ class Snapshot:
             for kind, names in by_kind.items()
         ]
         for i in self.extras():
-            head = self.messages[i][:200].split(b"\r\n\r\n", 1)[0]
+            head = split_message(self.messages[i][:200])[0]
             subject = next(
-                (line for line in head.split(b"\r\n") if line.lower().startswith(b"subject:")), b"no Subject:"
+                (line for line in head.splitlines() if line.lower().startswith(b"subject:")), b"no Subject:"
             )
             lines.append(
                 f"server (not the client): message {i + 1} in the maildrop is no fixture "

@@ -1,8 +1,8 @@
-"""The servers the matrix runs against, each as a ``pop3suite.conformance.target.Target``.
+"""The servers the matrix runs against, each as a ``pop3suite.target.model.Target``.
 
-* the embedded reference server (``pop3suite.conformance.embedded.start_embedded``:
+* the embedded reference server (``pop3suite.lab.embedded.start_embedded``:
   a temporary lab with alice, bob and carol, APOP for carol);
-* any server given by URLs (``pop3suite.conformance.target.build``);
+* any server given by URLs (``pop3suite.target.model.build``);
 * the Dovecot peer started by ``scripts/peers/dovecot.sh`` on free loopback
   ports; its ``peer.env`` names ports, CA, password, seed route and the
   APOP account.
@@ -18,8 +18,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from pop3suite import peers
-from pop3suite.conformance.target import Target, build
 from pop3suite.peers import PEER_ROOT
+from pop3suite.target.model import Target, build
 
 
 class TargetUnavailable(RuntimeError):
@@ -29,7 +29,7 @@ class TargetUnavailable(RuntimeError):
 @contextmanager
 def embedded() -> Iterator[Target]:
     """The reference server in a temporary lab, stopped afterwards."""
-    from pop3suite.conformance.embedded import start_embedded
+    from pop3suite.lab.embedded import start_embedded
 
     server = start_embedded("rfc", fast=False, idle_timeout=120.0)
     try:

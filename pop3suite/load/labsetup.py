@@ -4,7 +4,7 @@ mailboxes, and ``pop3suite serve`` as its own process.
 The reference server is asyncio; Locust patches sockets with gevent, so the
 two never share a process.  :func:`prepare` writes the lab and the pre-fill
 (with ledger events for every message), :func:`start` runs the server with
-:func:`pop3suite.demo.start_server` and returns the ``run.json`` fields that
+:func:`pop3suite.lab.start_server` and returns the ``run.json`` fields that
 tell the Locust processes where the target is.
 """
 
@@ -17,9 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pop3suite.lab import ServerProcess, start_server
-from pop3suite.server import passwords
-from pop3suite.server.lab import Lab, LabOptions, create_lab
+from pop3suite.lab import ServerProcess, auto_ports, start_server
+from pop3suite.server.lab import Lab, LabOptions, add_accounts, create_lab
 from pop3suite.server.storage import open_store
 
 from .accounting import digest, make_message
@@ -45,11 +44,9 @@ def prepare(scenario: Scenario, directory: Path, workers: int = 1) -> tuple[Lab,
     Returns:
         The lab and the ledger events of the pre-fill (("D", nonce, account, sha)).
     """
-    ports = {"pop3_port": "auto", "pop3s_port": "auto", "smtp_port": "auto"}
-    ports.update(submission_port=0, smtps_port=0)
     options = LabOptions(
         password=PASSWORD,
-        ports=ports,
+        ports=auto_ports(),
         idle_timeout=scenario.idle_timeout,
         login_failure_delay=0.2,
         scrypt_n=CHEAP_N,
@@ -58,16 +55,11 @@ def prepare(scenario: Scenario, directory: Path, workers: int = 1) -> tuple[Lab,
     )
     lab = create_lab(directory, options)
     accounts = scenario.accounts(workers)
-    hashed = passwords.hash_password(PASSWORD, n=CHEAP_N)
     with open(lab.config_path, "a", encoding="utf-8") as handle:
         # Server-side latency beside the client's (pop3suite.load.monitor scrapes it).
         handle.write('\n[metrics]\nport = "auto"\n')
-        handle.write("\n# load accounts (pop3suite load): one per simulated mailbox\n")
-        for name, client in accounts.items():
-            if client.auth == "apop":
-                handle.write(f'[accounts.{name}]\npassword = "{{PLAIN}}{PASSWORD}"\napop = true\n\n')
-            else:
-                handle.write(f'[accounts.{name}]\npassword = "{hashed}"\n\n')
+    apop = {name: client.auth == "apop" for name, client in accounts.items()}
+    add_accounts(lab, apop, PASSWORD, CHEAP_N, "load accounts (pop3suite load): one per simulated mailbox")
     store = open_lab_store(lab)
     rng = random.Random(scenario.seed)
     events: list[tuple] = []

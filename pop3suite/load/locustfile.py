@@ -71,6 +71,9 @@ _state: dict = {"finals": set(), "embedded": None, "monitor": None, "lab_dir": N
 
 @events.init_command_line_parser.add_listener
 def _options(parser) -> None:
+    """The ``--pop3-*`` options, added when Locust imports this file: runs,
+    ``--list`` and the web UI see them; ``locust --help`` is printed before
+    any import (locustio/locust#2917), so docs/load.md lists them."""
     group = parser.add_argument_group("pop3suite")
     group.add_argument("--pop3-scenario", default="smoke", help="scenario name or TOML file")
     group.add_argument("--pop3-run", default=None, help="run.json naming the target (default: embedded)")

@@ -225,17 +225,16 @@ class Pop3User(User):
         )
 
         def tcp() -> None:
-            pop.sock = socket.create_connection((ctx.host, port), timeout=self.client.timeout)
-            pop.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            pop.open_tcp()
             if mode != "implicit":
-                pop.greeting = pop.read_response()
+                pop.read_greeting()
 
         self.step("CONNECT", tcp)
         if mode == "implicit":
 
             def handshake() -> None:
-                pop.sock = ctx.tls_context().wrap_socket(pop.sock, server_hostname=ctx.host)
-                pop.greeting = pop.read_response()
+                pop.start_implicit_tls()
+                pop.read_greeting()
 
             self.step("TLS", handshake)
         elif mode == "stls":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,3 +139,24 @@ def create_lab(directory: str | Path, options: LabOptions | None = None) -> Lab:
     for name in settings.accounts:
         store.ensure_mailbox(name)
     return Lab(directory, config_path, password, generated, settings)
+
+
+def add_accounts(lab: Lab, accounts: Mapping[str, bool], password: str, scrypt_n: int, note: str) -> None:
+    """Append an ``[accounts.NAME]`` table per account to the lab's config,
+    all with ``password``: APOP accounts (``True``) keep it in the clear, as
+    APOP needs, the others one scrypt hash (cost ``scrypt_n``).  ``note`` is
+    written as a comment above them (who added them and why).
+
+    For the load suite's many simulated mailboxes: ``lab.settings`` is not
+    reloaded, the server reads the file when it starts.
+    """
+    hashed = passwords.hash_password(password, n=scrypt_n)
+    lines = ["", f"# {note}"]
+    for name, apop in accounts.items():
+        stored = f"{{PLAIN}}{password}" if apop else hashed
+        lines += [f"[accounts.{name}]", f"password = {_toml_string(stored)}"]
+        if apop:
+            lines.append("apop = true")
+        lines.append("")
+    with open(lab.config_path, "a", encoding="utf-8") as handle:
+        handle.write("\n".join(lines))

@@ -37,31 +37,17 @@ import os
 import signal
 import socket
 import ssl
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .tls import ERA_TLS_VERSIONS, allow_era_tls
 
 if TYPE_CHECKING:
     from .config import Settings
     from .server import ReferenceServer
 
 log = logging.getLogger("pop3suite.server.prefork")
-
-with warnings.catch_warnings():  # deprecated by Python, and exactly what the era spoke
-    warnings.simplefilter("ignore", DeprecationWarning)
-    TLS_1_0, TLS_1_1 = ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1
-_TLS_VERSIONS = {"1.0": TLS_1_0, "1.1": TLS_1_1, "1.2": ssl.TLSVersion.TLSv1_2}
-
-
-def allow_era_tls(context: ssl.SSLContext, max_tls: str | None = None) -> None:
-    """Let ``context`` speak TLS 1.0 (up to ``max_tls``) without Python's deprecation warning."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        context.minimum_version = TLS_1_0
-        if max_tls is not None:
-            context.maximum_version = _TLS_VERSIONS[max_tls]
-
 
 _KEYS = {"process_per_connection": bool, "ciphers": str, "max_tls": str, "session_resumption": bool}
 
@@ -88,9 +74,9 @@ def parse_era(table: Any, path: Path) -> EraSettings:
         if not isinstance(value, _KEYS[key]):
             raise ConfigError(f"{path}: key 'era.{key}': expected {_KEYS[key].__name__}, got {value!r}")
     era = EraSettings(**table)
-    if era.max_tls not in _TLS_VERSIONS:
+    if era.max_tls not in ERA_TLS_VERSIONS:
         raise ConfigError(
-            f"{path}: key 'era.max_tls': one of {', '.join(_TLS_VERSIONS)}, got {era.max_tls!r}"
+            f"{path}: key 'era.max_tls': one of {', '.join(ERA_TLS_VERSIONS)}, got {era.max_tls!r}"
         )
     try:
         ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).set_ciphers(f"{era.ciphers}:@SECLEVEL=0")

@@ -66,6 +66,9 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 
+from pop3suite.proto.auth import sasl_plain_decode, sasl_plain_split
+from pop3suite.proto.errors import MalformedResponse
+
 from . import eventlog, passwords
 from .config import AccountSettings, Settings, bind_port
 from .metrics import ServerMetrics
@@ -197,26 +200,26 @@ class SmtpHandler:
     # --------------------------------------------------------------- AUTH
 
     async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
-        """RFC 4616 PLAIN, initial response or after an empty challenge."""
-        if len(args) == 1:
-            blob = await server.challenge_auth("")
-            if blob is MISSING:
-                return AuthResult(success=False, handled=True)
-        else:
-            try:
-                blob = base64.b64decode(args[1], validate=True)
-            except binascii.Error:
-                await server.push("501 5.5.2 Cannot decode base64")
-                return AuthResult(success=False, handled=True)
-        assert isinstance(blob, bytes)
-        parts = blob.split(b"\x00")
-        if len(parts) != 3:
-            await server.push("501 5.5.2 Cannot split PLAIN response")
+        """RFC 4616 PLAIN, initial response or after an empty challenge, read
+        by the parser the POP3 AUTH PLAIN uses (:mod:`pop3suite.proto.auth`).
+        A malformed message (not base64, not three parts, an empty user or
+        password, an identity that is not UTF-8) is a 501 (RFC 4954 §4), not a
+        failed login."""
+        try:
+            if len(args) == 1:
+                blob = await server.challenge_auth("")  # aiosmtpd has decoded the base64
+                if blob is MISSING:
+                    return AuthResult(success=False, handled=True)
+                assert isinstance(blob, bytes)
+                authzid, login, password = sasl_plain_split(blob)
+            else:
+                authzid, login, password = sasl_plain_decode(args[1])
+        except MalformedResponse as error:
+            await server.push(f"501 5.5.2 {error}")
             return AuthResult(success=False, handled=True)
-        authzid, login, password = parts
         if authzid and authzid != login:
-            login = b""  # no proxy logins: fail like a wrong password
-        return await self._verify(login, password)
+            login = ""  # no proxy logins: fail like a wrong password
+        return await self._verify(login.encode(), password)
 
     async def auth_LOGIN(self, server: SMTP, args: list[str]) -> AuthResult:
         """The common LOGIN mechanism (user name, then password)."""

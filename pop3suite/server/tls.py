@@ -5,6 +5,10 @@ trust anchor), ``DIR/tls/server.pem`` and ``DIR/tls/server.key``.  Keys are
 ECDSA P-256: a fresh TLS handshake per poll is the dominant TLS cost for POP3
 polling, and P-256 signatures are several times cheaper than RSA-2048.
 Operators can point ``[tls]`` in the config at their own certificate instead.
+
+:func:`allow_era_tls` is the other end of TLS: the protocol versions of the
+CentOS 5 era profile (``[era] max_tls``, pop3suite/server/prefork.py), which the
+load suite's era client must speak too (pop3suite/load/capacity/era.py).
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import ssl
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +27,22 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 DEFAULT_NAMES = ("localhost", "127.0.0.1", "::1")
+
+with warnings.catch_warnings():  # deprecated by Python, and exactly what the era spoke
+    warnings.simplefilter("ignore", DeprecationWarning)
+    TLS_1_0, TLS_1_1 = ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1
+#: ``[era] max_tls`` values.
+ERA_TLS_VERSIONS = {"1.0": TLS_1_0, "1.1": TLS_1_1, "1.2": ssl.TLSVersion.TLSv1_2}
+
+
+def allow_era_tls(context: ssl.SSLContext, max_tls: str | None = None) -> None:
+    """Let ``context`` (a server's or a client's) speak TLS 1.0, up to ``max_tls``
+    (a key of :data:`ERA_TLS_VERSIONS`), without Python's deprecation warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.minimum_version = TLS_1_0
+        if max_tls is not None:
+            context.maximum_version = ERA_TLS_VERSIONS[max_tls]
 
 
 @dataclass(frozen=True)

@@ -93,8 +93,8 @@ def seed_fixtures(maildir: Path) -> None:
     Maildir, as every full run has them: a run limited to a few cases may
     not include one that seeds them (the ``mailbox`` fixture tops up what
     is missing when a case needs it)."""
-    from pop3suite.conformance.fixtures import all_fixtures
-    from pop3suite.conformance.mailbox import Seeder
+    from pop3suite.target.fixtures import all_fixtures
+    from pop3suite.target.seeding import Seeder
 
     for fixture in all_fixtures(include_big=False).values():
         Seeder._to_maildir(maildir, fixture.data)

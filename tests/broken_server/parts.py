@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -24,6 +23,7 @@ import pop3suite.proto.server as core_module
 import pop3suite.server.server as server_module
 import pop3suite.server.session as session_module
 from pop3suite.proto import MessageInfo, Send, ServerSession, State, responses
+from pop3suite.proto.auth import apop_digest
 from pop3suite.proto.errors import MailboxInUse, Pop3Error
 from pop3suite.proto.framing import LineBuffer, LineTooLongMarker
 from pop3suite.proto.server import Action, Authenticate, CommandSpec
@@ -384,8 +384,8 @@ class BrokenAuthenticator(Authenticator):
             return account.name
         if request.mechanism == "APOP" and apop_timestamp is None and account is not None and account.apop:
             secret = passwords.plain_secret(account.password) or ""
-            digest = hashlib.md5(secret.encode("utf-8")).hexdigest().encode("ascii")
-            return account.name if request.secret == digest else None  # MD5 of the secret alone
+            digest = apop_digest("", secret).encode("ascii")  # no timestamp: MD5 of the secret alone
+            return account.name if request.secret == digest else None
         return super().check(request, apop_timestamp)
 
     def is_cheap(self, request: Authenticate) -> bool:

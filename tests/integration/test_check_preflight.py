@@ -261,7 +261,7 @@ def test_report_out_that_cannot_be_written_is_refused_first(tmp_path: Path):
 def test_preflight_logs_in_over_stls_where_cleartext_is_refused(server_factory, lab):
     """A plain port that advertises STLS but not USER: the pre-flight logs in
     after STLS (as the suite's cases do), and still names a wrong password."""
-    from pop3suite import preflight
+    from pop3suite.target import preflight
 
     running = server_factory(cleartext_login=False)
     endpoint = preflight.Endpoint("--target", "127.0.0.1", running.port(), "none")

@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 
 from pop3suite.cli import main
-from pop3suite.conformance.target import Credentials, Target
 from pop3suite.interop import CLIENTS
 from pop3suite.interop.base import Login
 from pop3suite.interop.pythonpoplib import PythonPoplib
 from pop3suite.interop.runner import Cell, Runner, seeder_for
 from pop3suite.interop.targets import embedded
+from pop3suite.target.model import Credentials, Target
 
 pytestmark = pytest.mark.realclient
 

@@ -83,10 +83,10 @@ def test_conformance_smtp_seeding_delivers_the_bare_lf_fixture(mail_factory):
     """`pop3suite check --seed smtp` against a server with a careful SMTP side
     (ours refuses bare LF in DATA, RFC 5321 §2.3.8): the seeder sends CRLF, so
     every fixture arrives and RETR gives its wire form."""
-    from pop3suite.conformance.fixtures import all_fixtures
-    from pop3suite.conformance.mailbox import Seeder
-    from pop3suite.conformance.target import Credentials, Endpoint, Target
     from pop3suite.proto import CrlfNormalizer
+    from pop3suite.target.fixtures import all_fixtures
+    from pop3suite.target.model import Credentials, Endpoint, Target
+    from pop3suite.target.seeding import Seeder
 
     mail = mail_factory()
     target = Target(

@@ -5,6 +5,7 @@ the lab's test CA throughout.
 
 from __future__ import annotations
 
+import base64
 import smtplib
 import ssl
 
@@ -64,6 +65,29 @@ def test_wrong_password_and_unknown_user_rejected(mail, role):
         assert caught.value.smtp_code == 535
     client.mail("alice@example.test")
     assert client.rcpt("someone@elsewhere.test")[0] == 530
+
+
+@pytest.mark.parametrize(
+    ("initial", "blob"),
+    [
+        (True, "not_base64!"),
+        (True, base64.b64encode(b"alice\0" + PASSWORD.encode()).decode()),  # two parts
+        (True, base64.b64encode(b"\0alice\0").decode()),  # empty password
+        (False, base64.b64encode(b"\0\0" + PASSWORD.encode()).decode()),  # empty user, after the challenge
+    ],
+)
+def test_malformed_auth_plain_is_501_not_a_failed_login(mail, initial, blob):
+    """A PLAIN message RFC 4616 does not allow is a syntax error (RFC 4954 §4:
+    501), read by the parser POP3's AUTH PLAIN uses; the session goes on."""
+    client = mail.smtp("submission")
+    if initial:
+        code, text = client.docmd("AUTH", "PLAIN " + blob)
+    else:
+        assert client.docmd("AUTH", "PLAIN")[0] == 334
+        code, text = client.docmd(blob)
+    assert code == 501 and text.startswith(b"5.5.2 SASL PLAIN:"), (code, text)
+    client.user, client.password = "alice", PASSWORD
+    assert client.auth("PLAIN", client.auth_plain)[0] == 235
 
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pop3suite.conformance.target import TargetError, load_expectations, load_file
 from pop3suite.load.capacity.grid import GridError, load_grid
 from pop3suite.load.scenario import ScenarioError, load_scenario
+from pop3suite.target.model import TargetError, load_expectations, load_file
 from tests.conftest import ROOT, run_pop3suite
 
 SCENARIO = """

@@ -15,13 +15,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from pop3suite.conformance.target import Target, build
 from pop3suite.interop.base import ClientFailed, Login
 from pop3suite.interop.mpop import Mpop
 from pop3suite.interop.probe import ServerProbe, probe
 from pop3suite.interop.pythonpoplib import PythonPoplib
 from pop3suite.interop.runner import Runner
 from pop3suite.netutil import free_port
+from pop3suite.target.model import Target, build
 
 
 def _handler(greeting: bytes, capa: bytes | None) -> type[socketserver.StreamRequestHandler]:

@@ -9,13 +9,13 @@ alteration, a lost fixture or a message the server never served fails.
 
 from __future__ import annotations
 
-from pop3suite.conformance.fixtures import Fixture
 from pop3suite.interop.curl import Curl
 from pop3suite.interop.fetchmail import Fetchmail
 from pop3suite.interop.fixtureset import fixture_set
 from pop3suite.interop.getmail import Getmail
 from pop3suite.interop.runner import verify
 from pop3suite.interop.served import STATE, TRACE, WRAPPED, classify, server_rewrite, session_form
+from pop3suite.target.fixtures import Fixture
 
 FIXTURES = fixture_set(("utf8-headers", "bare-lf", "dot-lines"))
 BY_NAME = {fixture.name: fixture for fixture in FIXTURES}

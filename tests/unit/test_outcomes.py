@@ -11,7 +11,6 @@ from xml.etree import ElementTree
 
 import pytest
 
-from pop3suite import preflight
 from pop3suite.client import ConnectionClosed, ErrResponse
 from pop3suite.conformance import report
 from pop3suite.conformance.case import (
@@ -28,6 +27,7 @@ from pop3suite.conformance.case import (
 from pop3suite.conformance.conftest import EXIT_CONFORMANT, EXIT_ERROR, EXIT_FAILED, _grade, run_status
 from pop3suite.proto import parse_status_line
 from pop3suite.proto.errors import MalformedResponse
+from pop3suite.target import preflight
 
 
 def _cert_error() -> ssl.SSLCertVerificationError:

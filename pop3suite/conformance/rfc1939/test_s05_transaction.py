@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from pop3suite.conformance.case import MUST, case, expect, expect_equal, unimplemented
-from pop3suite.conformance.fixtures import matches
 from pop3suite.conformance.helpers import expect_parses
 from pop3suite.proto import listing_reply, parse_drop_listing, parse_scan_line
+from pop3suite.target.fixtures import matches
 
 
 @case(

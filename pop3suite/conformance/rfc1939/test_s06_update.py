@@ -25,7 +25,7 @@ from pop3suite.conformance.helpers import (
     inventory,
     login_when_unlocked,
 )
-from pop3suite.conformance.mailbox import SCRATCH_HEADER
+from pop3suite.target.seeding import SCRATCH_HEADER
 
 
 def _scratch_present(client, mailbox, nonces):

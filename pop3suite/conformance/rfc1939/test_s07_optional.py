@@ -8,7 +8,6 @@ import pytest
 
 from pop3suite.conformance.case import INFO, MUST, SHOULD, case, expect, expect_equal, observe, unimplemented
 from pop3suite.conformance.conftest import login_error
-from pop3suite.conformance.fixtures import SERVER_BOUNDARY, matches
 from pop3suite.conformance.helpers import (
     apop_account,
     apop_greeting,
@@ -23,6 +22,7 @@ from pop3suite.conformance.helpers import (
 )
 from pop3suite.proto import apop_digest, listing_reply, parse_uid_line, split_message
 from pop3suite.proto.errors import MalformedResponse
+from pop3suite.target.fixtures import SERVER_BOUNDARY, matches
 
 _MSG_ID = re.compile(r"<[^<>@\s]+@[^<>@\s]+>")
 

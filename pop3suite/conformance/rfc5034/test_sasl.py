@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pop3suite.client import ConnectionClosed, Pop3Client
 from pop3suite.conformance.case import INFO, MUST, case, expect, observe, unimplemented
 from pop3suite.conformance.helpers import capa, capa_mode, sasl_mechanisms
-from pop3suite.conformance.target import Target
 from pop3suite.proto import Response, cram_md5_response, sasl_encode, sasl_plain_encode
+from pop3suite.target.model import Target
 
 
 def sasl_client(

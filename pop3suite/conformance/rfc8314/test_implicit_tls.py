@@ -17,8 +17,8 @@ import pytest
 from pop3suite.client import ConnectionClosed, Pop3Client
 from pop3suite.conformance.case import INFO, MUST, SHOULD, case, expect, expect_equal, observe, unimplemented
 from pop3suite.conformance.helpers import cleartext_to_pop3s
-from pop3suite.conformance.target import Target
 from pop3suite.proto import capability_arguments
+from pop3suite.target.model import Target
 
 #: The legacy_version field of a ClientHello (RFC 8446 §4.1.2) per version.
 _HELLO_VERSION = {"TLSv1": b"\x03\x01", "TLSv1_1": b"\x03\x02"}

@@ -20,7 +20,7 @@ import pytest
 from pop3suite.conformance.case import CaseFailure
 from pop3suite.conformance.conftest import CLIENTS, home_mode
 from pop3suite.conformance.mailbox import MailboxIndex
-from pop3suite.conformance.target import Target
+from pop3suite.target.model import Target
 
 from .probe import canary_state
 

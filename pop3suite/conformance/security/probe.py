@@ -23,8 +23,8 @@ from typing import Any
 from pop3suite.client import ErrResponse, Pop3Client, Pop3ClientError
 from pop3suite.conformance.case import CaseFailure, unimplemented
 from pop3suite.conformance.helpers import SERVER_CLOSED
-from pop3suite.conformance.target import Target
 from pop3suite.proto.errors import MalformedResponse
+from pop3suite.target.model import Target
 
 #: Dovecot's pre-login deadline (login_timeout), used when the target's is unknown.
 DOVECOT_LOGIN_TIMEOUT = 180.0

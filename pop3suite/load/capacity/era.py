@@ -51,7 +51,7 @@ from pydantic import (
     ValidationError,
 )
 
-from pop3suite.server.prefork import allow_era_tls
+from pop3suite.server.tls import allow_era_tls
 
 from .grid import GridError
 

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import psutil
 
-from pop3suite import preflight as shared
 from pop3suite.client import ErrResponse, Pop3Client, Pop3ClientError, trust_context
 from pop3suite.load.accounting import make_message
+from pop3suite.target import preflight as shared
 
 from .grid import MB, Cell, Grid
 
@@ -68,16 +68,15 @@ def _url(run: dict, tls: str) -> str:
 def _client(run: dict, tls: str) -> Pop3Client:
     """A connected client for ``tls`` (none, stls, implicit) with a ``+OK``
     greeting; connection, TLS trust and greeting are checked by the shared
-    pre-flight (pop3suite/preflight.py, imported as ``shared``), so every
+    pre-flight (pop3suite/target/preflight.py, imported as ``shared``), so every
     command reports them alike."""
     port = run["pop3s_port"] if tls == "implicit" else run["pop3_port"]
     endpoint = shared.Endpoint("--target", run["host"], port, "implicit" if tls == "implicit" else "none")
     context = trust_context(run.get("cafile"), bool(run.get("insecure")))
     try:
-        pop = shared.connect(endpoint, context, timeout=TIMEOUT)
+        pop = shared.connect(endpoint, context, timeout=TIMEOUT, transcript=False)
     except shared.PreflightError as error:
         raise TargetError(str(error)) from None
-    pop.transcript.enabled = False
     if tls == "stls":
         try:
             pop.stls()

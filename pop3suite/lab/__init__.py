@@ -1,5 +1,8 @@
 """Shared lab services: the embedded reference-server launcher.
 
+(:mod:`pop3suite.lab.embedded` describes such a server as the default
+conformance / client-matrix target.)
+
 ``start_server`` runs ``pop3suite serve`` as its own process (the command
 users run; a load run must not share a process with the asyncio server) and
 waits until it listens; ``lab_server`` adds a temporary lab (accounts, test
@@ -88,15 +91,21 @@ def wait_ready(process: subprocess.Popen[str], timeout: float, what: str) -> Ser
     raise RuntimeError(f"{what} did not start:\n" + "".join(output))
 
 
+def auto_ports() -> dict[str, int | str]:
+    """Lab listener ports for a server started here: POP3, POP3S and SMTP on
+    free ports (``"auto"``: the server picks, its ``listening:`` lines say
+    which), submission and SMTPS off."""
+    ports: dict[str, int | str] = {"pop3_port": "auto", "pop3s_port": "auto", "smtp_port": "auto"}
+    return ports | {"submission_port": 0, "smtps_port": 0}
+
+
 @contextmanager
 def lab_server(keep: bool = False) -> Iterator[tuple[object, ServerProcess]]:
     """A temporary lab with free ports and its running server."""
     from pop3suite.server.lab import LabOptions, create_lab
 
     directory = Path(tempfile.mkdtemp(prefix="pop3suite-demo-"))
-    ports = {"pop3_port": "auto", "pop3s_port": "auto", "smtp_port": "auto"}
-    ports.update(submission_port=0, smtps_port=0)
-    lab = create_lab(directory, LabOptions(ports=ports, login_failure_delay=0.2, fsync=False))
+    lab = create_lab(directory, LabOptions(ports=auto_ports(), login_failure_delay=0.2, fsync=False))
     server = start_server(lab.config_path)
     try:
         yield lab, server

@@ -1,4 +1,5 @@
-"""The embedded default target: the reference server in a temporary lab.
+"""The embedded default target of ``pop3suite check`` and ``pop3suite clients``:
+the reference server in a temporary lab, described as a :class:`Target`.
 
 Started as its own process with ``pop3suite serve`` (the command users run),
 with everything enabled: plain + STLS, implicit TLS, APOP for carol, a
@@ -19,9 +20,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from pop3suite.lab import ServerProcess, start_server
+from pop3suite.target.model import Credentials, Endpoint, Target
 
-from .target import Credentials, Endpoint, Target
+from . import ServerProcess, auto_ports, start_server
 
 EMBEDDED_PASSWORD = "conformance pass"  # contains a space on purpose (RFC 1939 §7)
 #: The embedded server's mailbox format when ``start_embedded`` is not told
@@ -55,13 +56,11 @@ def start_embedded(
     directory = Path(tempfile.mkdtemp(prefix="pop3suite-check-"))
     directory.chmod(0o755)
     timeout = idle_timeout if idle_timeout is not None else (3.0 if fast else 120.0)
-    ports = {"pop3_port": "auto", "pop3s_port": "auto", "smtp_port": "auto"}
-    ports.update(submission_port=0, smtps_port=0)
     lab = create_lab(
         directory / "lab",
         LabOptions(
             password=EMBEDDED_PASSWORD,
-            ports=ports,
+            ports=auto_ports(),
             idle_timeout=timeout,
             login_failure_delay=0.1,
             scrypt_n=2**12,

@@ -17,9 +17,10 @@ from urllib.parse import urlsplit
 
 from pydantic import ConfigDict, Field, RootModel
 
-from pop3suite import preflight
 from pop3suite.client import Pop3Client, TlsMode, trust_context
 from pop3suite.inputs import InputError, StrictModel, load_toml
+
+from . import preflight
 
 
 class TargetError(ValueError):
@@ -37,13 +38,6 @@ class Endpoint:
 class Credentials:
     user: str
     password: str
-
-    @classmethod
-    def parse(cls, text: str, option: str) -> Credentials:
-        user, sep, password = text.partition(":")
-        if not sep or not user:
-            raise TargetError(f"{option}: expected USER:PASS, got {text!r}")
-        return cls(user, password)
 
 
 @dataclass(frozen=True)
@@ -121,7 +115,7 @@ class Target:
 
 def parse_url(url: str) -> tuple[Endpoint, Credentials | None]:
     """Split a POP URL into endpoint and credentials: the one POP URL parser
-    (:func:`pop3suite.preflight.parse_url`), its error as a TargetError.
+    (:func:`pop3suite.target.preflight.parse_url`), its error as a TargetError.
 
     Raises:
         TargetError: unknown scheme, no host, bad port.
@@ -132,6 +126,19 @@ def parse_url(url: str) -> tuple[Endpoint, Credentials | None]:
         raise TargetError(str(error)) from None
     credentials = Credentials(account.user, account.password) if account else None
     return Endpoint(endpoint.host, endpoint.port, endpoint.tls), credentials
+
+
+def _credentials(text: str, flag: str) -> Credentials:
+    """``USER:PASS`` by the one parser (:func:`pop3suite.target.preflight.parse_account`).
+
+    Raises:
+        TargetError: no colon or no user (the message names ``flag``).
+    """
+    try:
+        account = preflight.parse_account(text, flag)
+    except preflight.PreflightError as error:
+        raise TargetError(str(error)) from None
+    return Credentials(account.user, account.password)
 
 
 def build(
@@ -161,7 +168,7 @@ def build(
         smtp_endpoint = Endpoint(parts.hostname, parts.port or 25, "none")
     for key in ("apop_user", "second_user"):
         if isinstance(options.get(key), str):
-            options[key] = Credentials.parse(options[key], "--" + key.replace("_", "-"))
+            options[key] = _credentials(options[key], "--" + key.replace("_", "-"))
     name = options.pop("name", None) or f"{endpoint.host}:{endpoint.port}"
     return Target(name=name, pop3=plain, pop3s=secure, user=credentials, smtp=smtp_endpoint, **options)
 

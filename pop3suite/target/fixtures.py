@@ -1,6 +1,6 @@
 """The suite's fixture messages and what a server must hand back for each.
 
-Small fixtures are files in ``pop3suite/conformance/fixtures/``; the 1 MB and 10 MB
+Small fixtures are files in ``pop3suite/target/fixtures/``; the 1 MB and 10 MB
 messages are generated (same bytes every time) so the repository stays small.
 Every fixture carries ``X-Pop3suite-Fixture: <name>`` so the suite can find
 it in a maildrop that also holds other mail.
@@ -108,12 +108,17 @@ def _without_added_fields(retrieved: bytes, wire: bytes) -> bytes:
     """``retrieved`` without the DELIVERY_ADDED_FIELDS lines that end its
     header block, for the fields the fixture itself lacks."""
     head, body = split_message(retrieved)
-    if len(head) + len(body) == len(retrieved):
-        return retrieved  # no blank line: no header block to end
-    present = {line.split(b":", 1)[0].lower() + b":" for line in split_message(wire)[0].splitlines()}
-    lines = head.splitlines(keepends=True)
+    if not head or head == retrieved:  # no header block, or no blank line to end one
+        return retrieved
+    present = {line.split(b":", 1)[0].lower() + b":" for line in _header_lines(wire)}
+    lines = _header_lines(retrieved)
     while len(lines) > 1 and lines[-1].lower().startswith(DELIVERY_ADDED_FIELDS):
         if lines[-1].split(b":", 1)[0].lower() + b":" in present:
             break
         lines.pop()
-    return b"".join(lines) + retrieved[len(head) :]
+    return b"".join(line + b"\r\n" for line in lines) + b"\r\n" + body
+
+
+def _header_lines(message: bytes) -> list[bytes]:
+    """The header block's lines of a CRLF message, without their line ends."""
+    return split_message(message)[0].removesuffix(b"\r\n").split(b"\r\n")

@@ -30,10 +30,17 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from .client import ConnectionClosed, ErrResponse, Pop3Client, Pop3ClientError, apop_timestamp, trust_context
-from .proto import Response
-from .proto.errors import MalformedResponse
-from .proto.limits import POP3_PORT, POP3S_PORT
+from pop3suite.client import (
+    ConnectionClosed,
+    ErrResponse,
+    Pop3Client,
+    Pop3ClientError,
+    apop_timestamp,
+    trust_context,
+)
+from pop3suite.proto import Response, capability_map
+from pop3suite.proto.errors import MalformedResponse
+from pop3suite.proto.limits import POP3_PORT, POP3S_PORT
 
 #: Seconds for each step (resolve, connect, greeting, login).
 TIMEOUT = 5.0
@@ -146,8 +153,11 @@ def connect(
     *,
     server_hostname: str | None = None,
     timeout: float = TIMEOUT,
+    transcript: bool = True,
 ) -> Pop3Client:
-    """A client with TCP, TLS (for ``pop3s``) and a ``+OK`` greeting done.
+    """A client with TCP, TLS (for ``pop3s``) and a ``+OK`` greeting done;
+    ``transcript=False`` for a client that goes on to do many sessions' work
+    (a capacity prefill) and should not keep what it sent.
 
     Raises:
         PreflightError: resolution, connection, TLS trust, TLS handshake or
@@ -162,6 +172,7 @@ def connect(
         ssl_context=context,
         server_hostname=server_hostname or default_sni(endpoint.host),
         timeout=timeout,
+        transcript=transcript,
     )
     try:
         greeting = client.connect()
@@ -206,7 +217,7 @@ def _capabilities(client: Pop3Client) -> set[str]:
     if not client.command("CAPA", check=False).ok:
         return set()
     body, _reader = client.read_body()
-    return {line.split(b" ", 1)[0].decode("ascii", "replace").upper() for line in body.split(b"\r\n") if line}
+    return set(capability_map(body.split(b"\r\n")))
 
 
 def login(
