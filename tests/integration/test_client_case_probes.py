@@ -9,12 +9,24 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
 from pop3suite.client import Pop3Client, Pop3ClientError
 from tests.conftest import PASSWORD
 from tests.integration.test_client_probes import _wait_for, peer  # noqa: F401 (the fixture)
+
+
+def _answers_go_then_stays_open(reply: bytes, done: threading.Event) -> Callable[[socket.socket], None]:
+    """A peer script: wait for ``GO``, send ``reply``, stay open until ``done``."""
+
+    def script(conn: socket.socket) -> None:
+        _wait_for(conn, b"GO\r\n")
+        conn.sendall(reply)
+        done.wait(5)
+
+    return script
 
 
 def test_read_until_close_or_idle_waits_for_a_slow_but_live_server(peer):  # noqa: F811
@@ -34,13 +46,7 @@ def test_read_until_close_or_idle_waits_for_a_slow_but_live_server(peer):  # noq
 
 def test_read_until_close_or_idle_reports_silence_and_keeps_buffered_bytes(peer):  # noqa: F811
     done = threading.Event()
-
-    def script(conn: socket.socket) -> None:
-        _wait_for(conn, b"GO\r\n")
-        conn.sendall(b"+OK one\r\n+OK two\r\n")
-        done.wait(5)
-
-    client = peer(script)
+    client = peer(_answers_go_then_stays_open(b"+OK one\r\n+OK two\r\n", done))
     client.send_raw(b"GO\r\n")
     assert client.read_line(timeout=5) == b"+OK one\r\n"  # "+OK two" may sit in the buffer
     started = time.monotonic()
@@ -53,13 +59,7 @@ def test_read_until_close_or_idle_reports_silence_and_keeps_buffered_bytes(peer)
 
 def test_receive_for_keeps_what_came_on_an_open_connection_and_stops_at_a_close(peer):  # noqa: F811
     done = threading.Event()
-
-    def keeps_open(conn: socket.socket) -> None:
-        _wait_for(conn, b"GO\r\n")
-        conn.sendall(b"garbage")
-        done.wait(5)
-
-    client = peer(keeps_open)
+    client = peer(_answers_go_then_stays_open(b"garbage", done))
     client.send_raw(b"GO\r\n")
     started = time.monotonic()
     assert client.receive_for(0.5) == b"garbage"
