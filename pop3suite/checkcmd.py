@@ -116,18 +116,25 @@ def pytest_args(args: argparse.Namespace) -> list[str]:
 
 
 def run_preflight(args: argparse.Namespace) -> None:
-    """The pre-flight of ``check``: ``--report`` is writable and, for an
-    external target (URL or ``--target-file``), the target answers and every
-    account logs in.  The embedded server needs none.
+    """The pre-flight of ``check``: ``--report`` is writable, an
+    ``--expectations`` file reads and, for an external target (URL or
+    ``--target-file``), the target answers and every account logs in.  The
+    embedded server needs no more.
 
     Raises:
         preflight.PreflightError: one line naming the flag and what was found.
     """
+    from pop3suite.conformance.target import TargetError, load_expectations, load_file
+
     if args.report:
         preflight.writable_dir(args.report, "--report")
+    if args.expectations:  # read here, so the error names this command's flag
+        try:
+            load_expectations(args.expectations)
+        except TargetError as error:
+            raise preflight.PreflightError(f"--expectations: {error}") from None
     if not (args.url or args.target_file):
         return
-    from pop3suite.conformance.target import TargetError, load_file
 
     values: dict = {}
     if args.target_file:
