@@ -22,6 +22,7 @@ from xml.etree import ElementTree
 import pytest
 
 from pop3suite.conformance.plugin import OPTION_SPECS
+from pop3suite.netutil import free_port
 from tests.broken_server.cases import keyword_expression
 from tests.broken_server.launch import broken_lab
 
@@ -133,9 +134,11 @@ def _plugin_args(lab) -> list[str]:
     return args
 
 
-def test_pop3_target_from_any_directory_and_junit_split(tmp_path: Path):
-    """``pytest --pop3-target URL`` from an empty directory runs the
-    installed suite against a served (broken) lab.  In pytest's JUnit XML
+@pytest.mark.parametrize("collect", [(), ("--pyargs", "pop3suite.conformance")], ids=["no-path", "pyargs"])
+def test_pop3_target_from_any_directory_and_junit_split(tmp_path: Path, collect: tuple[str, ...]):
+    """``pytest --pop3-target URL`` from an empty directory (no path, or
+    ``--pyargs pop3suite.conformance``) runs the installed suite against a
+    served (broken) lab.  In pytest's JUnit XML
     every case has its properties; the fault makes ``quit[after-user]``
     FAILED, a ``<failure>``; the untrusted certificate makes the
     implicit-TLS greeting ERROR, an ``<error>`` (not a failure); the plain
@@ -144,7 +147,7 @@ def test_pop3_target_from_any_directory_and_junit_split(tmp_path: Path):
     empty = tmp_path / "empty"
     empty.mkdir()
     with broken_lab("quit-after-user-silent") as lab:
-        args = [*_plugin_args(lab), "--pop3-no-preflight", "-k", keyword_expression(cases), "-q"]
+        args = [*collect, *_plugin_args(lab), "--pop3-no-preflight", "-k", keyword_expression(cases), "-q"]
         result = pytest_run(
             empty, *args, "--junitxml", str(tmp_path / "junit.xml"), "--pop3-report", str(tmp_path)
         )
@@ -209,3 +212,17 @@ def test_suite_without_its_plugin_says_how_to_load_it(tmp_path: Path):
     result = pytest_run(tmp_path, "-p", "no:pop3suite", str(suite), "--co", "-q")
     assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout[-2000:] + result.stderr[-2000:]
     assert "-p pop3suite" in result.stderr
+
+
+@pytest.mark.parametrize("collect", [(), ("--pyargs", "pop3suite.conformance")], ids=["no-path", "pyargs"])
+def test_pop3_target_preflight_stops_the_run(tmp_path: Path, collect: tuple[str, ...]):
+    """A closed port: exit 2 with one ``pre-flight`` line, before any case
+    (the suite's conftest is not an initial one under ``--pyargs``: the
+    pre-flight is the plugin's), and no junit.xml written."""
+    url = f"pop3://alice:x@127.0.0.1:{free_port()}"
+    result = pytest_run(
+        tmp_path, *collect, "--pop3-target", url, "--pop3-report", str(tmp_path / "out"), timeout=60
+    )
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "pre-flight" in result.stderr and "connection refused" in result.stderr
+    assert not (tmp_path / "out" / "junit.xml").exists()
