@@ -1,7 +1,11 @@
 """``pop3suite check`` and ``pop3suite report``: the conformance suite from the CLI.
 
-``check`` runs the installed ``conformance`` package under pytest with the
-same options ``pytest pop3suite/conformance`` takes, so both spellings behave alike.
+``check`` runs the installed suite under pytest with its plugin
+(:mod:`pop3suite.conformance.plugin`, loaded with ``-p pop3suite`` so it works
+with ``PYTEST_DISABLE_PLUGIN_AUTOLOAD`` too) and the package's own
+``pytest.ini`` (the user's configuration in the working directory does not
+apply); each flag maps onto the plugin's ``--pop3-`` option of the same
+name, so ``pop3suite check --fast URL`` is ``pytest --pop3-fast --pop3-target URL``.
 Before any case runs, the target and ``--report`` pass a pre-flight
 (pop3suite/target/preflight.py).  Exit status (docs/conformance.md): 0 conformant,
 1 some case FAILED (not a known deviation from ``--expectations``), 2 a usage
@@ -12,7 +16,6 @@ could not be judged (ERROR); FAILED wins over ERROR.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -38,6 +41,8 @@ CHECK_VALUE_OPTIONS = (
     "name",
 )
 CHECK_FLAGS = ("insecure", "allow_destructive", "fast")
+#: The plugin's entry-point name (pyproject.toml, ``[project.entry-points.pytest11]``).
+PLUGIN = "pop3suite"  # == pop3suite.conformance.plugin.PLUGIN_NAME (not imported: keeps the CLI start fast)
 
 
 def add_check_parser(sub: argparse._SubParsersAction) -> None:
@@ -82,6 +87,8 @@ def pytest_args(args: argparse.Namespace) -> list[str]:
     """The pytest command line equivalent to ``args``."""
     package = Path(conformance.__file__).parent
     argv = [
+        "-p",
+        PLUGIN,
         str(package),
         "-c",
         str(package / "pytest.ini"),
@@ -92,34 +99,43 @@ def pytest_args(args: argparse.Namespace) -> list[str]:
         "-v" if args.verbose else "-q",
     ]
     if args.url:
-        argv += ["--target", args.url]
+        argv += ["--pop3-target", args.url]
     for key in CHECK_VALUE_OPTIONS:
         value = getattr(args, key)
         if value is not None:
-            argv += ["--" + key.replace("_", "-"), str(value)]
+            argv += ["--pop3-" + key.replace("_", "-"), str(value)]
     for key in CHECK_FLAGS:
         if getattr(args, key):
-            argv.append("--" + key.replace("_", "-"))
+            argv.append("--pop3-" + key.replace("_", "-"))
+    if getattr(args, "storage", None):
+        argv += ["--pop3-storage", args.storage]
     if args.keyword:
         argv += ["-k", args.keyword]
     if args.url or args.target_file:
-        argv.append("--no-preflight")  # cmd_check did it (run_preflight)
+        argv.append("--pop3-no-preflight")  # cmd_check did it (run_preflight)
     return argv
 
 
 def run_preflight(args: argparse.Namespace) -> None:
-    """The pre-flight of ``check``: ``--report`` is writable and, for an
-    external target (URL or ``--target-file``), the target answers and every
-    account logs in.  The embedded server needs none.
+    """The pre-flight of ``check``: ``--report`` is writable, an
+    ``--expectations`` file reads and, for an external target (URL or
+    ``--target-file``), the target answers and every account logs in.  The
+    embedded server needs no more.
 
     Raises:
         preflight.PreflightError: one line naming the flag and what was found.
     """
+    from pop3suite.target.model import TargetError, load_expectations, load_file
+
     if args.report:
         preflight.writable_dir(args.report, "--report")
+    if args.expectations:  # read here, so the error names this command's flag
+        try:
+            load_expectations(args.expectations)
+        except TargetError as error:
+            raise preflight.PreflightError(f"--expectations: {error}") from None
     if not (args.url or args.target_file):
         return
-    from pop3suite.target.model import TargetError, load_file
 
     values: dict = {}
     if args.target_file:
@@ -152,13 +168,9 @@ def run_preflight(args: argparse.Namespace) -> None:
 def cmd_check(args: argparse.Namespace) -> int:
     import pytest
 
-    if getattr(args, "storage", None):
-        if args.url or args.target_file:
-            print("pop3suite check: --storage is for the embedded server (no URL)", file=sys.stderr)
-            return 2
-        from pop3suite.lab.embedded import STORAGE_ENV
-
-        os.environ[STORAGE_ENV] = args.storage
+    if getattr(args, "storage", None) and (args.url or args.target_file):
+        print("pop3suite check: --storage is for the embedded server (no URL)", file=sys.stderr)
+        return 2
     try:
         run_preflight(args)
     except preflight.PreflightError as error:

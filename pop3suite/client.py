@@ -559,6 +559,26 @@ class Pop3Client:
         self.greeting = self.read_response()
         return self.greeting
 
+    # ------------------------------------------------------------ ending without QUIT
+
+    def hang_up(self, wait: float) -> None:
+        """End the session without QUIT (no UPDATE state): send our FIN, read
+        until the server closes its end too or ``wait`` seconds pass, then
+        close.  A no-op when not connected.
+
+        For a caller whose next session must not race the server's teardown
+        (a server that releases the maildrop lock only after reading our EOF
+        would still hold it).  A reset or a TLS error on the way ends the
+        wait early: the session is over for us either way."""
+        if self.sock is None:
+            return
+        try:
+            with contextlib.suppress(OSError, ValueError):
+                self.shutdown_write()
+                self.read_until_close(wait)
+        finally:
+            self.close()
+
     # ------------------------------------------------------------ probes for the conformance cases
     #
     # What the cases did by hand on ``sock`` before: each is one wire-level

@@ -1,5 +1,8 @@
-"""Reports: one JSON record per case, JUnit XML for CI, HTML for people,
-and a matrix across targets (Autobahn|Testsuite's model).
+"""Reports: one JSON record per case, HTML for people, and a matrix
+across targets (Autobahn|Testsuite's model).  JUnit XML for CI is pytest's
+own ``--junitxml`` (``--pop3-report DIR`` points it at ``DIR/junit.xml``;
+the plugin, :mod:`pop3suite.conformance.plugin`, adds each case's id, level,
+RFC section and outcome as properties).
 
 ``results.json``::
 
@@ -9,7 +12,8 @@ and a matrix across targets (Autobahn|Testsuite's model).
 
 ERROR (the suite could not judge the case) is counted and shown apart from
 the server's outcomes everywhere: its own line in the summary, a JUnit
-``<error>`` rather than a ``<failure>``, its own colour in the matrix.
+``<error>`` rather than a ``<failure>`` (the plugin's doing), its own colour
+in the matrix.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ import json
 import time
 from pathlib import Path
 from typing import Any
-from xml.etree import ElementTree
 
 OUTCOMES = ("OK", "NON-STRICT", "FAILED", "INFORMATIONAL", "UNIMPLEMENTED", "ERROR")
 #: report.html lists cases in this order: what needs a look first.
@@ -52,8 +55,12 @@ def finding(case: dict[str, Any]) -> str:
     return "hardening gap" if case.get("kind") == "hardening" else "RFC violation"
 
 
+#: What :func:`write_reports` writes (junit.xml beside them is pytest's).
+REPORT_FILES = ("results.json", "report.html")
+
+
 def write_reports(directory: Path, results: Any) -> list[Path]:
-    """Write results.json, junit.xml and report.html into ``directory``."""
+    """Write results.json and report.html into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     cases = sorted(results.records, key=lambda c: c["id"])
     document = {
@@ -66,44 +73,9 @@ def write_reports(directory: Path, results: Any) -> list[Path]:
     }
     json_path = directory / "results.json"
     json_path.write_text(json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
-    junit_path = directory / "junit.xml"
-    junit_path.write_bytes(junit(document))
     html_path = directory / "report.html"
     html_path.write_text(render_html(document), encoding="utf-8")
-    return [json_path, junit_path, html_path]
-
-
-def junit(document: dict[str, Any]) -> bytes:
-    """JUnit XML: FAILED (not a known deviation) is a failure, ERROR an
-    error (the suite's, not the server's), UNIMPLEMENTED a skip."""
-    cases = document["cases"]
-    suite = ElementTree.Element(
-        "testsuite",
-        name=f"pop3suite conformance: {document['target']} ({document['profile']})",
-        tests=str(len(cases)),
-        failures=str(sum(1 for c in cases if c["outcome"] == "FAILED" and not c.get("deviation"))),
-        errors=str(sum(1 for c in cases if c["outcome"] == "ERROR")),
-        skipped=str(sum(1 for c in cases if c["outcome"] == "UNIMPLEMENTED")),
-    )
-    for case in cases:
-        element = ElementTree.SubElement(
-            suite, "testcase", classname=f"RFC {case['rfc']} §{case['section']}", name=case["id"],
-            time=str(case["duration_s"]),
-        )  # fmt: skip
-        text = (
-            f"{case['description']}\nExpected: {case['expected']}\nActual: {case['actual']}\n\n"
-            f"{case['transcript']}"
-        )
-        if case["outcome"] == "FAILED" and not case.get("deviation"):
-            ElementTree.SubElement(element, "failure", message=case["actual"][:200]).text = text
-        elif case["outcome"] == "ERROR":
-            message = f"suite could not judge: {case['actual'][:200]}"
-            ElementTree.SubElement(element, "error", message=message).text = text
-        elif case["outcome"] == "UNIMPLEMENTED":
-            ElementTree.SubElement(element, "skipped", message=case["actual"][:200])
-        else:
-            ElementTree.SubElement(element, "system-out").text = f"{case['outcome']}: {case['actual']}"
-    return ElementTree.tostring(suite, encoding="utf-8", xml_declaration=True)
+    return [json_path, html_path]
 
 
 _STYLE = """

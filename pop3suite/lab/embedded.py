@@ -6,13 +6,12 @@ with everything enabled: plain + STLS, implicit TLS, APOP for carol, a
 second user, and a short idle timeout so the timeout cases run in seconds
 (``--idle-timeout`` tells the cases what to expect).  Fixtures are seeded by
 writing alice's Maildir, or with ``pop3suite deliver`` when the lab uses the
-mbox backend (``pop3suite check --storage mbox``, which sets
-:data:`STORAGE_ENV`).
+mbox backend (``pop3suite check --storage mbox``, which is
+``pytest --pop3-storage mbox``).
 """
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 import sys
@@ -25,9 +24,6 @@ from pop3suite.target.model import Credentials, Endpoint, Target
 from . import ServerProcess, auto_ports, start_server
 
 EMBEDDED_PASSWORD = "conformance pass"  # contains a space on purpose (RFC 1939 §7)
-#: The embedded server's mailbox format when ``start_embedded`` is not told
-#: (``pop3suite check --storage`` sets it; the pytest run shares the process).
-STORAGE_ENV = "POP3SUITE_CHECK_STORAGE"
 
 
 @dataclass
@@ -46,12 +42,11 @@ def start_embedded(
 ) -> EmbeddedServer:
     """Start the reference server in a fresh lab and describe it as a target.
 
-    ``storage`` ("maildir" or "mbox") defaults to ``$POP3SUITE_CHECK_STORAGE``,
-    else maildir.
+    ``storage`` is "maildir" (the default) or "mbox".
     """
     from pop3suite.server.lab import LabOptions, create_lab
 
-    storage = storage or os.environ.get(STORAGE_ENV) or "maildir"
+    storage = storage or "maildir"
 
     directory = Path(tempfile.mkdtemp(prefix="pop3suite-check-"))
     directory.chmod(0o755)

@@ -28,7 +28,7 @@ def case_functions() -> dict[str, str]:
         if not module_info.name.rsplit(".", 1)[-1].startswith("test_"):
             continue
         with warnings.catch_warnings():
-            # The pop3case marker is registered by the conformance plugin,
+            # The pop3case marker is registered by the suite's conftest,
             # which is not loaded in this process: only the markers are read.
             warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
             module = importlib.import_module(module_info.name)

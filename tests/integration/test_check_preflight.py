@@ -90,7 +90,8 @@ def test_trust_failure_mid_run_is_error_not_failed(server: RunningServer, tmp_pa
     cases ERROR (the suite could not judge), never FAILED; exit status 3."""
     url = f"pop3s://{USER}@127.0.0.1:{server.port('pop3s')}"
     command = [sys.executable, "-m", "pytest", "pop3suite/conformance", "-p", "no:cacheprovider", "-q"]
-    command += ["--target", url, "--seed", "none", "--no-preflight", "--report", str(tmp_path)]
+    command += ["--pop3-target", url, "--pop3-seed", "none", "--pop3-no-preflight"]
+    command += ["--pop3-report", str(tmp_path)]
     command += ["-k", "stat_format or greeting"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=240, check=False)
     assert result.returncode == 3, result.stdout[-3000:]
@@ -105,9 +106,9 @@ def test_trust_failure_mid_run_is_error_not_failed(server: RunningServer, tmp_pa
 
 
 def test_pytest_conformance_runs_the_same_preflight(server: RunningServer):
-    """``pytest conformance --target`` with a closed port: exit 2, one line."""
+    """``pytest pop3suite/conformance --pop3-target`` with a closed port: exit 2, one line."""
     command = [sys.executable, "-m", "pytest", "pop3suite/conformance", "-p", "no:cacheprovider", "-q"]
-    command += ["--target", f"pop3://{USER}@127.0.0.1:{free_port()}"]
+    command += ["--pop3-target", f"pop3://{USER}@127.0.0.1:{free_port()}"]
     started = time.monotonic()
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
     assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
