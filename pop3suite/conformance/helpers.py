@@ -19,24 +19,25 @@ TLS, else STLS), which is where a case logs in when it does not care how.
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
-import socket
 import ssl
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
-from pop3suite.client import Body, ConnectionClosed, ErrResponse, Pop3Client, apop_timestamp
-from pop3suite.proto import Response
+from pop3suite.client import ConnectionClosed, ErrResponse, Pop3Client, apop_timestamp
+from pop3suite.proto import MalformedResponse, Response, apop_digest, capability_arguments
 from pop3suite.target.model import Credentials, Target
 
-from .case import unimplemented
+from .case import expect, unimplemented
 from .mailbox import MailboxIndex
 
 #: The ``pop`` fixture: ``pop(mode=None, login=True, user=None, ...)``.
 Connect = Callable[..., Pop3Client]
+
+Parsed = TypeVar("Parsed")
 
 #: What a real close by the server looks like on our side: EOF
 #: (:class:`ConnectionClosed`), a reset, an abort or a broken pipe, or a TLS
@@ -44,9 +45,6 @@ Connect = Callable[..., Pop3Client]
 #: close: silence is a TimeoutError, a reply that is not a status line a
 #: MalformedResponse, and our own errors stay ours (graded ERROR).
 SERVER_CLOSED = (ConnectionClosed, ConnectionError, ssl.SSLEOFError, ssl.SSLZeroReturnError)
-
-#: A STAT reply (RFC 1939 §5 drop listing): ``+OK count octets``.
-STAT_REPLY = re.compile(rb"\+OK (\d+) (\d+)(?: .*)?\r\n")
 
 
 # ------------------------------------------------------------------ modes and names
@@ -144,20 +142,10 @@ def bytes_until_close(client: Pop3Client, timeout: float = 10.0) -> bytes | None
     Exists because several rules are about the close itself: after QUIT
     (RFC 1939 §6), on the idle timer (§3), before a new login may take the
     lock.  A reset or the end of the TLS session counts as closed.
+    ``timeout`` is a silence limit: a server still sending is waited for.
     """
-    assert client.sock is not None
-    client.sock.settimeout(timeout)
-    received = b""
-    try:
-        while True:
-            chunk = client.sock.recv(65536)
-            if not chunk:
-                return received
-            received += chunk
-    except TimeoutError:
-        return None
-    except SERVER_CLOSED:
-        return received
+    received, closed = client.read_until_close_or_idle(timeout)
+    return received if closed else None
 
 
 def quit_and_wait(client: Pop3Client, timeout: float = 10.0) -> None:
@@ -172,6 +160,20 @@ def quit_and_wait(client: Pop3Client, timeout: float = 10.0) -> None:
     client.close()
 
 
+def cleartext_to_pop3s(target: Target, timeout: float = 10.0) -> Pop3Client:
+    """A TCP connection to the implicit-TLS port without TLS, nothing read
+    yet; UNIMPLEMENTED without that port.
+
+    Exists for the probes of what the POP3S port does with cleartext: a
+    greeting in clear, plaintext POP3, half a ClientHello that stalls.
+    """
+    if target.pop3s is None:
+        unimplemented("no implicit-TLS endpoint (give --pop3s URL)")
+    client = Pop3Client(target.pop3s.host, target.pop3s.port, timeout=timeout)
+    client.connect_without_greeting()
+    return client
+
+
 def reply_unless_closed(client: Pop3Client, command: str) -> Response | None:
     """The reply to ``command``, or None if the server has closed the
     connection (:data:`SERVER_CLOSED`) instead of answering.
@@ -184,22 +186,6 @@ def reply_unless_closed(client: Pop3Client, command: str) -> Response | None:
         return client.command(command, check=False)
     except SERVER_CLOSED:
         return None
-
-
-def recv_line(sock: socket.socket) -> bytes:
-    """One line straight from a socket, byte by byte, so nothing after its
-    LF is consumed (b"" or a partial line if the peer closed first).
-
-    Exists for probes below the client: right after ``+OK`` to STLS the TLS
-    handshake starts, so not one byte more may be read in clear.
-    """
-    line = b""
-    while not line.endswith(b"\n"):
-        byte = sock.recv(1)
-        if not byte:
-            break
-        line += byte
-    return line
 
 
 # ------------------------------------------------------------------ the maildrop
@@ -261,23 +247,16 @@ def smallest_message(client: Pop3Client) -> int:
 # ------------------------------------------------------------------ CAPA and response codes
 
 
-def capability_map(body: Body) -> dict[str, str]:
-    """tag (upper case) -> arguments, from a CAPA body (RFC 2449 §5).
+def capa(client: Pop3Client) -> dict[str, str] | None:
+    """CAPA on this connection: tag (upper case) -> arguments as sent
+    (:func:`pop3suite.proto.capability_arguments`, the form of the
+    ``capabilities`` fixture); None if answered ``-ERR``.
 
     Exists because cases re-read CAPA in another state or after TLS, where
     the session-wide ``capabilities`` fixture does not apply.
     """
-    caps = {}
-    for line in body.lines():
-        tag, _, args = line.decode("utf-8", "replace").partition(" ")
-        caps[tag.upper()] = args
-    return caps
-
-
-def capa(client: Pop3Client) -> dict[str, str] | None:
-    """CAPA on this connection, as :func:`capability_map`; None if answered ``-ERR``."""
     body = client.multiline("CAPA", check=False)
-    return capability_map(body) if body.response.ok else None
+    return capability_arguments(body.lines()) if body.response.ok else None
 
 
 def sasl_mechanisms(capabilities: dict[str, str] | None) -> list[str]:
@@ -310,6 +289,20 @@ def bracket_is_code(response: Response) -> bool:
     return not rest.startswith(b"[") or response.code is not None
 
 
+def expect_parses(parse: Callable[[bytes], Parsed], data: bytes, message: str, *, expected: str) -> Parsed:
+    """``parse(data)`` with a :mod:`pop3suite.proto` parser, or the case
+    fails with ``message``, ``expected`` and ``data`` as what came.
+
+    Exists because the syntax cases judge a reply with the one parser in
+    proto and report a mismatch as their own failed check, naming the bytes.
+    """
+    try:
+        return parse(data)
+    except MalformedResponse:
+        expect(False, message, expected=expected, actual=data)
+        raise  # not reached: expect(False, ...) raises
+
+
 # ------------------------------------------------------------------ APOP
 
 
@@ -323,15 +316,7 @@ def apop_account(target: Target) -> Credentials:
     return target.apop_user
 
 
-def apop_digest(timestamp: str, secret: str) -> str:
-    """MD5 of timestamp + secret in lower-case hex (RFC 1939 §7).
-
-    Exists because cases send right, wrong and replayed digests by hand.
-    """
-    return hashlib.md5((timestamp + secret).encode("utf-8")).hexdigest()
-
-
-def greeting_timestamp(
+def apop_greeting(
     pop: Connect, target: Target, missing: str = "the greeting carries no APOP timestamp"
 ) -> tuple[Pop3Client, str]:
     """A connected client (not logged in, :func:`capa_mode`) and its
@@ -352,13 +337,13 @@ def apop_login(
     account: Credentials,
     missing: str = "the greeting carries no APOP timestamp",
 ) -> tuple[Pop3Client, str, Response]:
-    """On a fresh connection (:func:`greeting_timestamp`), APOP as
+    """On a fresh connection (:func:`apop_greeting`), APOP as
     ``account`` with the right digest: the client, the digest sent and the
     reply, not judged.
 
     Exists because the APOP cases (login, replay, one method per user, the
     provider's APOP-off rule) all start with this one attempt.
     """
-    client, timestamp = greeting_timestamp(pop, target, missing)
+    client, timestamp = apop_greeting(pop, target, missing)
     digest = apop_digest(timestamp, account.password)
     return client, digest, client.command(f"APOP {account.user} {digest}", check=False)

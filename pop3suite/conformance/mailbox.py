@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from pop3suite.client import Pop3Client
+from pop3suite.proto import split_message
 from pop3suite.target.fixtures import Fixture, all_fixtures, fixture_name
 from pop3suite.target.model import Target
 from pop3suite.target.seeding import SCRATCH_HEADER, Seeder
@@ -23,7 +24,7 @@ from pop3suite.target.seeding import SCRATCH_HEADER, Seeder
 def read_head(pop: Pop3Client, number: int, top: bool) -> bytes:
     """The header block of message ``number``."""
     data = pop.top(number, 0) if top else pop.retr(number)
-    return data.split(b"\r\n\r\n", 1)[0] + b"\r\n"
+    return split_message(data)[0]
 
 
 def _scratch_nonce(head: bytes) -> str | None:

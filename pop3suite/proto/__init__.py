@@ -5,8 +5,16 @@ The reference server, the conformance client and the Locust client all build
 on this package, so POP3 is parsed in one place.
 """
 
-from .auth import apop_digest, greeting_timestamp, sasl_plain_decode, sasl_plain_encode, sasl_plain_split
-from .capa import capability_map
+from .auth import (
+    apop_digest,
+    cram_md5_response,
+    greeting_timestamp,
+    sasl_encode,
+    sasl_plain_decode,
+    sasl_plain_encode,
+    sasl_plain_split,
+)
+from .capa import capability_arguments, capability_map
 from .commands import Command, parse_command
 from .errors import MalformedResponse, PeerError, Pop3Error
 from .framing import (
@@ -21,6 +29,7 @@ from .framing import (
     wire_size,
 )
 from .listings import (
+    listing_reply,
     parse_drop_listing,
     parse_scan_line,
     parse_scan_listing,
@@ -69,10 +78,13 @@ __all__ = [
     "TopFilter",
     "Update",
     "apop_digest",
+    "capability_arguments",
     "capability_map",
+    "cram_md5_response",
     "crlf_form",
     "encode_body",
     "greeting_timestamp",
+    "listing_reply",
     "parse_command",
     "parse_drop_listing",
     "parse_scan_line",
@@ -80,6 +92,7 @@ __all__ = [
     "parse_status_line",
     "parse_uid_line",
     "parse_uid_listing",
+    "sasl_encode",
     "sasl_plain_decode",
     "sasl_plain_encode",
     "sasl_plain_split",

@@ -1,5 +1,6 @@
-"""Credentials on the wire: the APOP digest (RFC 1939 §7) and SASL PLAIN
-(RFC 4616, used by AUTH in RFC 5034).
+"""Credentials on the wire: the APOP digest (RFC 1939 §7), SASL PLAIN
+(RFC 4616, used by AUTH in RFC 5034), the base64 of every SASL client
+response, and CRAM-MD5 (RFC 2195).
 
 Client and server compute them here, so they cannot disagree about the
 encoding (UTF-8 before hashing or base64).
@@ -10,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import re
 
 from .errors import MalformedResponse
@@ -59,3 +61,29 @@ def sasl_plain_split(data: bytes) -> tuple[str, str, bytes]:
         return parts[0].decode("utf-8"), parts[1].decode("utf-8"), parts[2]
     except UnicodeDecodeError:
         raise MalformedResponse("SASL PLAIN: identity is not UTF-8") from None
+
+
+def sasl_encode(data: bytes | str) -> str:
+    """A SASL client response line: the base64 of ``data`` (UTF-8 if text),
+    as RFC 5034 §4 sends every response (LOGIN's user name and password,
+    test payloads)."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    return base64.b64encode(raw).decode("ascii")
+
+
+def cram_md5_response(challenge: str, user: str, password: str) -> str:
+    """The CRAM-MD5 answer (RFC 2195) to a server's base64 ``challenge``:
+    base64 of ``user SP hex(HMAC-MD5(password, challenge))``.
+
+    The challenge is decoded leniently (characters outside the base64
+    alphabet are skipped), as a client that only wants to log in does.
+
+    Raises:
+        MalformedResponse: the challenge is not base64 at all.
+    """
+    try:
+        decoded = base64.b64decode(challenge)
+    except (binascii.Error, ValueError):
+        raise MalformedResponse("CRAM-MD5: the challenge is not base64") from None
+    digest = hmac.new(password.encode("utf-8"), decoded, hashlib.md5).hexdigest()
+    return sasl_encode(f"{user} {digest}")

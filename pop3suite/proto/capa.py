@@ -25,3 +25,23 @@ def capability_map(lines: Iterable[str | bytes]) -> dict[str, list[str]]:
         if words:
             tags.setdefault(words[0].upper(), words[1:])
     return tags
+
+
+def capability_arguments(lines: Iterable[str | bytes]) -> dict[str, str]:
+    """CAPA body lines -> ``{TAG: argument text}``, the text exactly as
+    sent after the tag and its space (``"30 USER"`` for ``EXPIRE 30 USER``).
+
+    For comparing a capability's value as the server wrote it (EXPIRE and
+    LOGIN-DELAY before and after login), which the split words of
+    :func:`capability_map` cannot.  Blank lines are skipped; a tag listed
+    twice keeps its last line (the conformance suite's rule since its
+    first CAPA reader).
+    """
+    tags: dict[str, str] = {}
+    for line in lines:
+        text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+        text = text.removesuffix("\r\n")
+        if text:
+            tag, _, args = text.partition(" ")
+            tags[tag.upper()] = args
+    return tags

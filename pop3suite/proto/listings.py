@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable
 
 from .errors import MalformedResponse
+from .limits import CRLF
 
 #: ``n size`` of STAT / LIST (RFC 1939 §5: drop listing and scan listing).
 _SCAN = re.compile(r"([0-9]+) ([0-9]+)(?: .*)?")
@@ -23,9 +24,12 @@ _UID = re.compile(r"([0-9]+) ([\x21-\x7e]{1,70})")
 
 
 def _text(value: str | bytes) -> str:
+    """The text without its CRLF, if it has one: only that one, so a CR or
+    LF left before it (``1 uid`` CR CR LF: a unique-id read from a file
+    with its line end) stays in and fails the grammar."""
     if isinstance(value, bytes):
         value = value.decode("ascii", "replace")
-    return value.rstrip("\r\n")
+    return value.removesuffix("\r\n")
 
 
 def parse_drop_listing(text: str | bytes) -> tuple[int, int]:
@@ -50,6 +54,22 @@ def parse_uid_line(line: str | bytes) -> tuple[int, str]:
     if match is None or match[1].startswith("0"):
         raise MalformedResponse(f"not a unique-id listing 'n uid': {_text(line)!r}")
     return int(match[1]), match[2]
+
+
+def listing_reply(line: bytes) -> str:
+    """The listing in a one-line ``+OK`` reply to STAT, ``LIST n`` or
+    ``UIDL n``, judged as RFC 1939 §5 and §7 write it: ``+OK``, a single
+    space, the listing, CRLF.  Stricter than :func:`parse_status_line`
+    (which also takes a bare LF and reads a response code) because the
+    syntax cases judge exactly these bytes; pass the result to
+    :func:`parse_drop_listing`, :func:`parse_scan_line` or :func:`parse_uid_line`.
+
+    Raises:
+        MalformedResponse: not ``+OK SP ... CRLF``.
+    """
+    if not line.startswith(b"+OK ") or not line.endswith(CRLF):
+        raise MalformedResponse(f"not a one-line listing '+OK <listing>' CRLF: {line[:60]!r}")
+    return line[4:-2].decode("ascii", "replace")
 
 
 def parse_scan_listing(lines: Iterable[str | bytes]) -> dict[int, int]:

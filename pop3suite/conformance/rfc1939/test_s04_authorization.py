@@ -4,8 +4,6 @@ failed login, and QUIT before login."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from pop3suite.conformance.case import (
@@ -23,12 +21,12 @@ from pop3suite.conformance.conftest import login_error
 from pop3suite.conformance.helpers import (
     SERVER_CLOSED,
     bytes_until_close,
+    expect_parses,
     login_when_unlocked,
     login_while_busy,
     wrong_password,
 )
-
-_SCAN = re.compile(rb"([1-9][0-9]*) ([0-9]+)(?: [^\r\n]*)?")
+from pop3suite.proto import parse_scan_line
 
 
 def _listing(client, capabilities):
@@ -54,13 +52,11 @@ def test_messages_numbered_one_to_n_in_decimal(pop, mailbox, mode):
     count, total = client.stat()
     numbers, sizes = [], []
     for line in client.multiline("LIST").lines():
-        match = _SCAN.fullmatch(line)
-        expect(
-            match is not None, "scan listing in decimal", expected="<message-number> <octets>", actual=line
+        number, size = expect_parses(
+            parse_scan_line, line, "scan listing in decimal", expected="<message-number> <octets>"
         )
-        assert match is not None
-        numbers.append(int(match.group(1)))
-        sizes.append(int(match.group(2)))
+        numbers.append(number)
+        sizes.append(size)
     expect_equal(
         "message-numbers are exactly 1..n (n from STAT)",
         expected=list(range(1, count + 1)),

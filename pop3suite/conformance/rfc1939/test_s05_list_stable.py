@@ -20,14 +20,17 @@ from __future__ import annotations
 
 from pop3suite.client import Pop3Client
 from pop3suite.conformance.case import MUST, case, expect, observe, unimplemented
-from pop3suite.conformance.helpers import STAT_REPLY, find_scratch, login_when_unlocked, quit_and_wait
+from pop3suite.conformance.helpers import find_scratch, login_when_unlocked, quit_and_wait
+from pop3suite.proto import MalformedResponse, listing_reply, parse_drop_listing
 
 
 def _listed(client: Pop3Client, number: int) -> str:
     """The size ``LIST number`` gives, or the whole reply if it is not a scan listing."""
     raw = client.command(f"LIST {number}", check=False).raw
-    match = STAT_REPLY.fullmatch(raw)  # a scan listing has a drop listing's shape: +OK n size
-    return match.group(2).decode() if match else repr(raw)
+    try:  # a scan listing has a drop listing's shape: +OK n size
+        return str(parse_drop_listing(listing_reply(raw))[1])
+    except MalformedResponse:
+        return repr(raw)
 
 
 @case(

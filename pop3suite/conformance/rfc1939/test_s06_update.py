@@ -12,13 +12,11 @@ from __future__ import annotations
 import contextlib
 import random
 import secrets
-import socket
-import ssl
-import struct
 from collections import Counter
 
 import pytest
 
+from pop3suite.client import ConnectionClosed
 from pop3suite.conformance.case import MUST, case, expect, expect_equal, unimplemented
 from pop3suite.conformance.helpers import (
     bytes_until_close,
@@ -128,18 +126,15 @@ def test_quit_releases_lock_and_closes(pop, target):
 
 def _abort(client, how):
     """End a session without QUIT."""
-    sock = client.sock
-    assert sock is not None
     if how == "rst":
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        client.close()
+        client.reset()
     elif how == "fin":
-        sock.shutdown(socket.SHUT_WR)
+        client.shutdown_write()
         bytes_until_close(client)
         client.close()
     elif how == "unterminated-quit":
         client.send_raw(b"QUIT")  # no CRLF: not a command
-        sock.shutdown(socket.SHUT_WR)
+        client.shutdown_write()
         bytes_until_close(client)
         client.close()
     elif how == "rst-mid-retr":
@@ -150,22 +145,13 @@ def _abort(client, how):
         # A small message may already sit whole in the client's buffer; then
         # there is nothing more to wait for, and the reset still lands with
         # the session in TRANSACTION state.
-        sock.settimeout(1.0)
-        with contextlib.suppress(TimeoutError):
-            sock.recv(1024)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        client.close()
+        with contextlib.suppress(ConnectionClosed):
+            client.receive_within(1.0)
+        client.reset()
     elif how == "tls-truncation":
-        sock.shutdown(socket.SHUT_RDWR)  # SSLSocket.shutdown: TCP FIN, no close_notify
-        client.close()
+        client.truncate_tls()  # TCP FIN, no close_notify
     elif how == "tls-close-notify":
-        assert isinstance(sock, ssl.SSLSocket)
-        try:
-            raw = sock.unwrap()
-            raw.close()
-        except (ssl.SSLError, OSError):
-            sock.close()
-        client.sock = None
+        client.close_tls()
     else:
         raise ValueError(how)
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from pop3suite.client import apop_timestamp
 from pop3suite.conformance.case import MUST, case, expect, observe
-from pop3suite.conformance.helpers import apop_account, apop_digest, capa_mode
+from pop3suite.conformance.helpers import apop_account, capa_mode
+from pop3suite.proto import apop_digest
 
 
 @case(

@@ -10,21 +10,20 @@ from pop3suite.conformance.case import INFO, MUST, SHOULD, case, expect, expect_
 from pop3suite.conformance.conftest import login_error
 from pop3suite.conformance.helpers import (
     apop_account,
-    apop_digest,
+    apop_greeting,
     apop_login,
     capa_mode,
+    expect_parses,
     find_scratch,
-    greeting_timestamp,
     login_when_unlocked,
     quit_and_wait,
     reply_unless_closed,
     unknown_user,
 )
+from pop3suite.proto import apop_digest, listing_reply, parse_uid_line, split_message
 from pop3suite.proto.errors import MalformedResponse
 from pop3suite.target.fixtures import SERVER_BOUNDARY, matches
 
-_UID_LINE = re.compile(rb"([1-9][0-9]*) ([\x21-\x7e]{1,70})")
-_UID_SINGLE = re.compile(rb"\+OK ([1-9][0-9]*) ([\x21-\x7e]{1,70})\r\n")
 _MSG_ID = re.compile(r"<[^<>@\s]+@[^<>@\s]+>")
 
 
@@ -41,8 +40,8 @@ def _body_lines(body: bytes) -> list[bytes]:
 
 def _top_expected(message: bytes, lines: int) -> bytes:
     """The headers, the blank line and the first ``lines`` body lines."""
-    head, separator, body = message.partition(b"\r\n\r\n")
-    return head + separator + b"".join(_body_lines(body)[:lines])
+    _, body = split_message(message)
+    return message[: len(message) - len(body)] + b"".join(_body_lines(body)[:lines])
 
 
 _TOP_COUNTS = {
@@ -137,12 +136,10 @@ def test_uidl_listing_format(pop, need, mailbox, mode):
     count, _ = client.stat()
     numbers = []
     for line in client.multiline("UIDL").lines():
-        match = _UID_LINE.fullmatch(line)
-        expect(
-            match is not None, "unique-id listing syntax", expected="<n> <1-70 chars 0x21-0x7E>", actual=line
+        number, _ = expect_parses(
+            parse_uid_line, line, "unique-id listing syntax", expected="<n> <1-70 chars 0x21-0x7E>"
         )
-        assert match is not None
-        numbers.append(int(match.group(1)))
+        numbers.append(number)
     expect_equal(
         "one unique-id listing per message, 1..n", expected=list(range(1, count + 1)), actual=sorted(numbers)
     )
@@ -196,11 +193,11 @@ def test_uidl_with_argument_is_one_line(pop, need, mailbox):
         unimplemented("maildrop is empty")
     for number in [*sorted(listing)[:3], max(listing)]:
         raw = client.command(f"UIDL {number}").raw
-        expect(
-            _UID_SINGLE.fullmatch(raw) is not None,
+        expect_parses(
+            lambda line: parse_uid_line(listing_reply(line)),
+            raw,
             f"UIDL {number} syntax",
             expected="+OK <n> <uid>CRLF",
-            actual=raw,
         )
         expect_equal(
             f"UIDL {number} agrees with UIDL",
@@ -457,7 +454,7 @@ def test_unknown_user_and_wrong_password_look_alike(pop, target, request):
 )
 def test_apop_timestamp_well_formed_and_unique(pop, target):
     """50 greetings in a row: each carries one ``<...@...>`` timestamp, and no two are the same."""
-    client, _ = greeting_timestamp(pop, target)
+    client, _ = apop_greeting(pop, target)
     client.quit()
     seen: dict[str, int] = {}
     for attempt in range(50):
@@ -497,7 +494,7 @@ def test_apop_timestamp_well_formed_and_unique(pop, target):
 def test_apop_right_digest_logs_in_wrong_digest_does_not(pop, target):
     """APOP with MD5(timestamp + secret) in lower-case hex logs in; a wrong digest gets ``-ERR``."""
     account = apop_account(target)
-    client, timestamp = greeting_timestamp(pop, target)
+    client, timestamp = apop_greeting(pop, target)
     wrong = apop_digest(timestamp, account.password + "-wrong")
     response = client.command(f"APOP {account.user} {wrong}", check=False)
     expect(not response.ok, "APOP with a wrong digest", expected="-ERR", actual=response.raw)
@@ -535,7 +532,7 @@ def test_apop_digest_from_previous_greeting_is_refused(pop, target):
     client, digest, response = apop_login(pop, target, account)
     expect(response.ok, "APOP with the right digest", expected="+OK", actual=response.raw)
     quit_and_wait(client)
-    replay, _ = greeting_timestamp(pop, target)
+    replay, _ = apop_greeting(pop, target)
     response = replay.command(f"APOP {account.user} {digest}", check=False)
     expect(
         not response.ok and response.code_str != "IN-USE",
@@ -558,7 +555,7 @@ def test_apop_digest_from_previous_greeting_is_refused(pop, target):
 def test_apop_upper_case_digest(pop, target, request):
     """Whether an upper-case hex digest is accepted (RFC 1939 specifies lower case; accepting is lenient)."""
     account = apop_account(target)
-    client, timestamp = greeting_timestamp(pop, target)
+    client, timestamp = apop_greeting(pop, target)
     digest = apop_digest(timestamp, account.password).upper()
     response = client.command(f"APOP {account.user} {digest}", check=False)
     observe(request, f"APOP with an upper-case hex digest: {response.raw!r}")

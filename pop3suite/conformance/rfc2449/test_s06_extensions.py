@@ -10,14 +10,13 @@ from pop3suite.conformance.conftest import login_error
 from pop3suite.conformance.helpers import (
     bracket_is_code,
     capa,
-    capability_map,
     login_while_busy,
     response_code,
     sasl_mechanisms,
     smallest_message,
     wrong_password,
 )
-from pop3suite.proto import Response
+from pop3suite.proto import Response, capability_arguments
 
 #: Seconds to wait for a reply that a correct server sends at once.
 REPLY_TIMEOUT = 5.0
@@ -194,7 +193,7 @@ def test_expire_syntax_in_both_states(pop, target, capabilities, need):
     )
     if "USER" not in capabilities:
         unimplemented("USER/PASS is not offered before TLS; cannot compare with the TRANSACTION value")
-    after = capability_map(pop().multiline("CAPA"))
+    after = capability_arguments(pop().multiline("CAPA").lines())
     expect("EXPIRE" in after, "EXPIRE announced in both states", expected="EXPIRE ...", actual=sorted(after))
     value = after["EXPIRE"]
     expect(

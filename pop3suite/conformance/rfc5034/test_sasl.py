@@ -4,25 +4,13 @@ long responses, and the advertised mechanisms."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 from collections.abc import Callable
 
 from pop3suite.client import ConnectionClosed, Pop3Client
 from pop3suite.conformance.case import INFO, MUST, case, expect, observe, unimplemented
 from pop3suite.conformance.helpers import capa, capa_mode, sasl_mechanisms
-from pop3suite.proto import Response
+from pop3suite.proto import Response, cram_md5_response, sasl_encode, sasl_plain_encode
 from pop3suite.target.model import Target
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _plain_token(user: str, password: str, authzid: str = "") -> str:
-    """RFC 4616 PLAIN message: authzid NUL authcid NUL passwd, base64."""
-    return _b64(f"{authzid}\0{user}\0{password}".encode())
 
 
 def sasl_client(
@@ -171,7 +159,7 @@ def test_missing_initial_response_gets_empty_challenge(pop, target, capabilities
     expect(challenge.raw == b"+ \r\n", "empty challenge", expected=b"+ \r\n", actual=challenge.raw)
     if not challenge.continuation:
         return
-    response = client.command(_plain_token(target.user.user, target.user.password), check=False)
+    response = client.command(sasl_plain_encode(target.user.user, target.user.password), check=False)
     expect(
         response.ok, "PLAIN message after the empty challenge logs in", expected="+OK", actual=response.raw
     )
@@ -190,7 +178,7 @@ def test_missing_initial_response_gets_empty_challenge(pop, target, capabilities
 def test_auth_after_login_refused(pop, target, capabilities):
     """AUTH after a successful AUTH (or USER/PASS) gets ``-ERR``; the session stays in TRANSACTION."""
     client, _ = sasl_client(pop, target, capabilities)
-    token = _plain_token(target.user.user, target.user.password)
+    token = sasl_plain_encode(target.user.user, target.user.password)
     first = client.command(f"AUTH PLAIN {token}", check=False)
     expect(first.ok, "first AUTH PLAIN logs in", expected="+OK", actual=first.raw)
     second = _auth(client, f"AUTH PLAIN {token}")
@@ -220,8 +208,8 @@ def test_long_continuation_lines_handled(pop, target, capabilities):
     """The largest PLAIN message (1024 base64 octets) and 4 KB of base64 garbage get ``-ERR``, no close."""
     client, _ = sasl_client(pop, target, capabilities)
     # RFC 4616: authzid, authcid and passwd of up to 255 octets each.
-    largest = _plain_token("b" * 255, "c" * 255, authzid="a" * 255)
-    garbage = _b64(b"x" * 3072)
+    largest = sasl_plain_encode("b" * 255, "c" * 255, authzid="a" * 255)
+    garbage = sasl_encode(b"x" * 3072)
     for name, line in (("the largest PLAIN message", largest), ("4096 octets of base64", garbage)):
         challenge = client.command("AUTH PLAIN", check=False)
         expect(
@@ -277,7 +265,7 @@ def _login_mechanism(client: Pop3Client, user: str, password: str) -> Response:
     for answer in (user, password):
         if not response.continuation:
             return response
-        response = client.command(_b64(answer.encode()), check=False)
+        response = client.command(sasl_encode(answer), check=False)
     return response
 
 
@@ -286,9 +274,7 @@ def _cram_md5(client: Pop3Client, user: str, password: str) -> Response:
     response = client.command("AUTH CRAM-MD5", check=False)
     if not response.continuation:
         return response
-    challenge = base64.b64decode(response.text)
-    digest = hmac.new(password.encode(), challenge, hashlib.md5).hexdigest()
-    return client.command(_b64(f"{user} {digest}".encode()), check=False)
+    return client.command(cram_md5_response(response.text, user, password), check=False)
 
 
 _KNOWN: dict[str, Callable[[Pop3Client, str, str], Response]] = {

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from pop3suite.conformance.case import INFO, MUST, SHOULD, case, expect, expect_equal, observe, unimplemented
+from pop3suite.proto import parse_scan_line
 
 #: RFC 5646 language tag, loosely (the LANG listing also allows "*" ranges).
 _LANGUAGE_TAG = re.compile(r"[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*")
@@ -63,7 +64,7 @@ def test_list_size_matches_retr_for_utf8_headers(pop, target, capabilities, fixt
     expect_equal(
         f"LIST {number} equals RETR {number} octets",
         expected=len(body.data),
-        actual=int(listed.text.split()[1]),
+        actual=parse_scan_line(listed.text)[1],
     )
 
 

@@ -9,16 +9,15 @@ certificate is good (the other cases check that, with the target's context).
 
 from __future__ import annotations
 
-import select
-import socket
 import ssl
-import time
 import warnings
 
 import pytest
 
+from pop3suite.client import ConnectionClosed, Pop3Client
 from pop3suite.conformance.case import INFO, MUST, SHOULD, case, expect, expect_equal, observe, unimplemented
-from pop3suite.conformance.helpers import recv_line
+from pop3suite.conformance.helpers import cleartext_to_pop3s
+from pop3suite.proto import capability_arguments
 from pop3suite.target.model import Target
 
 #: The legacy_version field of a ClientHello (RFC 8446 §4.1.2) per version.
@@ -76,41 +75,46 @@ def _offers(context: ssl.SSLContext, version: str) -> bool:
     )
 
 
-def _open_tls(
-    target: Target, capabilities: dict[str, str], mode: str, context: ssl.SSLContext, **wrap: bool
-) -> ssl.SSLSocket:
-    """Connect and handshake: at once on the POP3S port, after ``STLS`` on the
-    plain one.  Raises ``OSError`` (``ssl.SSLError`` included) if refused."""
+def _open_tls(target: Target, capabilities: dict[str, str], mode: str, context: ssl.SSLContext) -> Pop3Client:
+    """A client after the handshake, no POP3 read inside TLS yet: at once on
+    the POP3S port, after ``STLS`` on the plain one.  Raises ``OSError``
+    (``ssl.SSLError`` included) if refused."""
     if mode == "implicit":
         if target.pop3s is None:
             unimplemented("no implicit-TLS endpoint (give --pop3s URL)")
-        endpoint = target.pop3s
     else:
         if target.pop3 is None:
             unimplemented("no plain POP3 endpoint")
         if "STLS" not in capabilities:
             unimplemented("STLS is not advertised in CAPA")
-        endpoint = target.pop3
-    hostname = target.client(mode).server_hostname
-    raw = socket.create_connection((endpoint.host, endpoint.port), timeout=10)
+    client = target.client("implicit" if mode == "implicit" else "plain", timeout=10, ssl_context=context)
     try:
+        client.connect_without_greeting()
         if mode == "stls":
-            recv_line(raw)
-            raw.sendall(b"STLS\r\n")
-            reply = recv_line(raw)
+            try:
+                client.read_exact_line()  # the greeting: not judged here
+                client.send_raw(b"STLS\r\n")
+                reply = client.read_exact_line()
+            except ConnectionClosed:
+                reply = b""
             if not reply.startswith(b"+OK"):
                 unimplemented(f"STLS refused: {reply!r}")
-        return context.wrap_socket(raw, server_hostname=hostname, **wrap)
+            client.handshake()
+        return client
     except BaseException:
-        raw.close()
+        client.close()
         raise
 
 
-def _pop3_inside(tls: ssl.SSLSocket, mode: str) -> bytes:
+def _negotiated(client: Pop3Client) -> str:
+    return f"{client.tls_version()} with {client.tls_cipher() or '?'}"
+
+
+def _pop3_inside(client: Pop3Client, mode: str) -> bytes:
     """The first POP3 line inside TLS: the greeting (implicit) or the reply to CAPA (STLS)."""
     if mode == "stls":
-        tls.sendall(b"CAPA\r\n")
-    return recv_line(tls)
+        client.send_raw(b"CAPA\r\n")
+    return client.read_line()
 
 
 @case(
@@ -129,9 +133,11 @@ def test_greeting_comes_inside_tls(pop, target):
     """On the POP3S port nothing comes in clear; the ``+OK`` greeting comes inside TLS, in AUTHORIZATION."""
     if target.pop3s is None:
         unimplemented("no implicit-TLS endpoint (give --pop3s URL)")
-    with socket.create_connection((target.pop3s.host, target.pop3s.port), timeout=10) as raw:
-        readable, _, _ = select.select([raw], [], [], 0.5)
-        early = raw.recv(512, socket.MSG_PEEK) if readable else b""
+    with cleartext_to_pop3s(target) as raw:
+        try:
+            early = raw.receive_within(0.5)
+        except ConnectionClosed:
+            early = b""
     expect(
         not early.startswith(b"+OK"),
         "no plaintext greeting before the TLS handshake",
@@ -166,19 +172,9 @@ def test_plaintext_on_implicit_port_never_answered(target):
     """``USER x`` sent in clear to the POP3S port never gets ``+OK`` (a close, an alert or garbage)."""
     if target.pop3s is None:
         unimplemented("no implicit-TLS endpoint (give --pop3s URL)")
-    data = b""
-    with socket.create_connection((target.pop3s.host, target.pop3s.port), timeout=10) as raw:
-        raw.sendall(b"USER x\r\n")
-        deadline = time.monotonic() + 2.0
-        while (left := deadline - time.monotonic()) > 0:
-            raw.settimeout(left)
-            try:
-                chunk = raw.recv(4096)
-            except (TimeoutError, ConnectionError):
-                break
-            if not chunk:
-                break
-            data += chunk
+    with cleartext_to_pop3s(target) as raw:
+        raw.send_raw(b"USER x\r\n")
+        data = raw.receive_for(2.0)
     expect(
         b"+OK" not in data,
         "plaintext POP3 on the implicit-TLS port",
@@ -211,7 +207,7 @@ def test_tls_1_0_and_1_1_refused(target, capabilities, mode, version):
     except _HANDSHAKE_REFUSED:
         return  # refused: protocol_version alert, reset, close or silence
     with tls:
-        negotiated = f"{tls.version()} with {(tls.cipher() or ('?',))[0]}"
+        negotiated = _negotiated(tls)
     expect(False, f"a {version}-only handshake must fail", expected="handshake refused", actual=negotiated)
 
 
@@ -235,7 +231,7 @@ def test_tls_1_2_accepted(target, capabilities, mode):
         expect(False, "TLS 1.2 handshake", expected="TLSv1.2", actual=f"{type(error).__name__}: {error}")
         raise
     with tls:
-        expect_equal("negotiated version", expected="TLSv1.2", actual=tls.version())
+        expect_equal("negotiated version", expected="TLSv1.2", actual=tls.tls_version())
         line = _pop3_inside(tls, mode)
     expect(line.startswith(b"+OK"), "POP3 inside TLS 1.2", expected="+OK ...", actual=line)
 
@@ -263,13 +259,13 @@ def test_tls_1_3_accepted(target, capabilities, mode):
         expect(False, "TLS 1.3 handshake", expected="TLSv1.3", actual=f"{type(error).__name__}: {error}")
         raise
     with tls:
-        expect_equal("negotiated version", expected="TLSv1.3", actual=tls.version())
+        expect_equal("negotiated version", expected="TLSv1.3", actual=tls.tls_version())
         line = _pop3_inside(tls, mode)
     expect(line.startswith(b"+OK"), "POP3 inside TLS 1.3", expected="+OK ...", actual=line)
     context = target.ssl_context()
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     with _open_tls(target, capabilities, mode, context) as tls:
-        expect_equal("TLS 1.3 preferred over TLS 1.2", expected="TLSv1.3", actual=tls.version())
+        expect_equal("TLS 1.3 preferred over TLS 1.2", expected="TLSv1.3", actual=tls.tls_version())
 
 
 @pytest.mark.parametrize("mode", ["implicit", "stls"])
@@ -296,7 +292,7 @@ def test_weak_cipher_suites_refused(target, capabilities, mode):
     except _HANDSHAKE_REFUSED:
         return  # refused
     with tls:
-        negotiated = f"{tls.version()} with {(tls.cipher() or ('?',))[0]}"
+        negotiated = _negotiated(tls)
     expect(
         False,
         "only weak suites offered: the handshake must fail",
@@ -310,28 +306,21 @@ def _close_after_quit(target: Target, login: bool) -> str:
     assert target.pop3s is not None
     context = target.ssl_context()
     context.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF  # a missing close_notify must show
-    raw = socket.create_connection((target.pop3s.host, target.pop3s.port), timeout=5)
-    hostname = target.client("implicit").server_hostname
-    with context.wrap_socket(raw, server_hostname=hostname, suppress_ragged_eofs=False) as tls:
-        recv_line(tls)
+    with target.client("implicit", timeout=5, ssl_context=context) as client:
         if login:
-            tls.sendall(f"USER {target.user.user}\r\n".encode())
-            recv_line(tls)
-            tls.sendall(f"PASS {target.user.password}\r\n".encode())
-            recv_line(tls)
-        tls.sendall(b"QUIT\r\n")
-        recv_line(tls)
+            client.command(f"USER {target.user.user}", check=False)
+            client.command(f"PASS {target.user.password}", check=False)
+        client.command("QUIT", check=False)
         try:
-            for _ in range(16):
-                if not tls.recv(4096):
-                    return "close_notify, then TCP close"
-            return "data after the QUIT reply"
-        except ssl.SSLEOFError:
-            return "TCP close without close_notify"
-        except TimeoutError:
-            return "connection left open 5 s after QUIT"
+            ending = client.tls_ending(5)
         except OSError as error:
             return f"{type(error).__name__}: {error}"
+    return {
+        "close_notify": "close_notify, then TCP close",
+        "no close_notify": "TCP close without close_notify",
+        "data": "data after the QUIT reply",
+        "open": "connection left open 5 s after QUIT",
+    }[ending]
 
 
 @case(
@@ -372,11 +361,9 @@ def test_stls_on_implicit_port(pop, request):
     """On the POP3S port STLS is not advertised and is answered ``-ERR``."""
     client = pop("implicit", login=False)
     body = client.multiline("CAPA", check=False)
-    tags = {line.split(b" ", 1)[0].upper() for line in body.lines()}
-    observe(request, f"STLS {'advertised' if b'STLS' in tags else 'not advertised'} on the POP3S port")
-    expect(
-        b"STLS" not in tags, "STLS advertised inside implicit TLS", expected="no STLS", actual=sorted(tags)
-    )
+    tags = set(capability_arguments(body.lines()))
+    observe(request, f"STLS {'advertised' if 'STLS' in tags else 'not advertised'} on the POP3S port")
+    expect("STLS" not in tags, "STLS advertised inside implicit TLS", expected="no STLS", actual=sorted(tags))
     response = client.command("STLS", check=False)
     observe(request, f"STLS there: {response.raw!r}")
     expect(not response.ok, "STLS inside implicit TLS", expected="-ERR", actual=response.raw)

@@ -1,8 +1,10 @@
-"""Helpers for the security probes: raw sockets, white-box facts about the
-embedded server, and the ALIVE + no-state-change check every probe ends with.
+"""Helpers for the security probes: connections that read nothing but the
+greeting line, white-box facts about the embedded server, and the ALIVE +
+no-state-change check every probe ends with.
 
-Probes talk raw ``socket``/``ssl`` where the client would hide framing
-(security-probes.md §6).  White-box facts (the server's configured limits,
+Probes judge raw lines where the client would hide framing
+(security-probes.md §6), through :class:`Pop3Client`'s probe methods; SMTP
+probes read SMTP lines with :func:`read_line`.  White-box facts (the server's configured limits,
 its process) are known only for the embedded reference server, whose config
 file is ``target.extra["config"]``; for any other target the probes use
 Dovecot's defaults or are UNIMPLEMENTED.
@@ -76,23 +78,26 @@ def clean_source(target: Target) -> str:
     return address
 
 
-def open_raw(target: Target, mode: str = "plain", timeout: float = 10.0) -> tuple[socket.socket, bytes]:
-    """A connected socket (TLS-wrapped for ``implicit``) and the greeting line."""
-    endpoint = target.pop3s if mode == "implicit" else target.pop3
-    if endpoint is None:
+def open_raw(target: Target, mode: str = "plain", timeout: float = 10.0) -> tuple[Pop3Client, bytes]:
+    """A connected client (TLS first for ``implicit``) and its greeting line,
+    raw and not judged: b"" if the server closed (or reset) before a line.
+    Connection and handshake errors propagate."""
+    if (target.pop3s if mode == "implicit" else target.pop3) is None:
         unimplemented(f"no {mode} endpoint")
-    sock: socket.socket = socket.create_connection((endpoint.host, endpoint.port), timeout=timeout)
-    if mode == "implicit":
-        sock = target.ssl_context().wrap_socket(sock, server_hostname=_sni(target, endpoint.host))
-    return sock, read_line(sock)
-
-
-def _sni(target: Target, host: str) -> str:
-    return target.server_hostname or ("localhost" if host in ("127.0.0.1", "::1") else host)
+    client = target.client(mode, timeout=timeout)
+    try:
+        client.connect_without_greeting()
+        try:
+            return client, client.read_line()
+        except SERVER_CLOSED:
+            return client, b""
+    except BaseException:
+        client.close()
+        raise
 
 
 def read_line(sock: socket.socket, limit: int = 1 << 20) -> bytes:
-    """One line (up to LF), b"" or a partial line at EOF."""
+    """One SMTP line (up to LF) from a socket, b"" or a partial line at EOF."""
     line = b""
     while not line.endswith(b"\n") and len(line) < limit:
         try:
@@ -103,24 +108,6 @@ def read_line(sock: socket.socket, limit: int = 1 << 20) -> bytes:
             break
         line += byte
     return line
-
-
-def closed_within(sock: socket.socket, timeout: float) -> bool | None:
-    """True if the peer closes (EOF/reset) within ``timeout`` (data read
-    meanwhile is dropped), None if it is still open."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return None
-        sock.settimeout(left)
-        try:
-            if not sock.recv(65536):
-                return True
-        except TimeoutError:
-            return None
-        except SERVER_CLOSED:
-            return True
 
 
 # ------------------------------------------------ ALIVE + no state change

@@ -20,14 +20,14 @@ from pop3suite.conformance.case import INFO, MUST, SHOULD, case, expect, observe
 from pop3suite.conformance.helpers import (
     SERVER_CLOSED,
     apop_account,
-    apop_digest,
+    apop_greeting,
     capa_mode,
-    greeting_timestamp,
     reply_unless_closed,
     sasl_mechanisms,
     unknown_user,
     wrong_password,
 )
+from pop3suite.proto import apop_digest
 
 from .probe import forgive
 
@@ -338,7 +338,7 @@ def test_control_characters_in_credentials_never_authenticate(pop, target):
 def test_malformed_apop_is_refused(pop, target, request):
     """Malformed APOP digests and unknown APOP users get -ERR, worded like a bad digest."""
     account = apop_account(target)
-    client, timestamp = greeting_timestamp(pop, target)
+    client, timestamp = apop_greeting(pop, target)
     bad = client.command(f"APOP {account.user} {'0' * 32}", check=False)
     expect(not bad.ok, "APOP with a wrong digest", expected="-ERR", actual=bad.raw)
     good = apop_digest(timestamp, account.password)

@@ -3,24 +3,16 @@ rfc1939/3/timer-*."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
 import ssl
-import struct
 import time
 from pathlib import Path
 
+from pop3suite.client import Pop3Client
 from pop3suite.conformance.case import SHOULD, case, expect, observe, unimplemented
 from pop3suite.conformance.helpers import SERVER_CLOSED, login_when_unlocked
 
-from .probe import DOVECOT_LOGIN_TIMEOUT, closed_within, open_raw, rss, server_config, server_pid
-
-
-def _rst(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
+from .probe import DOVECOT_LOGIN_TIMEOUT, open_raw, rss, server_config, server_pid
 
 
 @case(
@@ -40,16 +32,16 @@ def test_trickle_does_not_extend_prelogin_deadline(target, request):
     deadline = float(server_config(target).get("login_timeout", DOVECOT_LOGIN_TIMEOUT))
     idle = target.idle_timeout or 600.0
     step = min(20.0, deadline / 6, idle / 2)
-    sock, greeting = open_raw(target, "plain" if target.pop3 else "implicit")
+    client, greeting = open_raw(target, "plain" if target.pop3 else "implicit")
     expect(greeting.startswith(b"+OK"), "greeting", expected="+OK", actual=greeting)
     started = time.monotonic()
     try:
         while time.monotonic() - started < deadline * 1.5 + 10:
             try:
-                sock.sendall(b"N")
+                client.send_raw(b"N")
             except SERVER_CLOSED:
                 break
-            if closed_within(sock, step):
+            if client.closed_within(step):
                 break
         else:
             expect(
@@ -69,7 +61,7 @@ def test_trickle_does_not_extend_prelogin_deadline(target, request):
             actual=f"{took:.0f} s",
         )
     finally:
-        sock.close()
+        client.close()
 
 
 @case(
@@ -91,19 +83,20 @@ def test_connection_flood_is_refused_gracefully(pop, target, request):
         unimplemented("the server is configured without a per-address limit")
     flood = 2 * limit if limit else 200
     holder = login_when_unlocked(pop, target)
-    socks, accepted, refused, stalled = [], 0, 0, 0
+    clients: list[Pop3Client] = []
+    accepted, refused, stalled = 0, 0, 0
     endpoint = target.pop3 or target.pop3s
     mode = "plain" if target.pop3 else "implicit"
     try:
         for _ in range(flood):
             try:
-                sock, line = open_raw(target, mode, timeout=5)
+                client, line = open_raw(target, mode, timeout=5)
             except ssl.SSLCertVerificationError:
                 raise  # our trust setting: graded ERROR, not a refusal
             except OSError:  # refused, reset, timed out or a failed handshake: the server said no
                 refused += 1
                 continue
-            socks.append(sock)
+            clients.append(client)
             if line.startswith(b"+OK"):
                 accepted += 1
             elif line.startswith(b"-ERR") or not line:
@@ -134,8 +127,8 @@ def test_connection_flood_is_refused_gracefully(pop, target, request):
                 actual=accepted,
             )
     finally:
-        for sock in socks:
-            sock.close()
+        for client in clients:
+            client.close()
 
 
 @case(
@@ -153,35 +146,33 @@ def test_mass_reset_leaves_server_up(pop, target, request):
     limit = server_config(target).get("max_connections_per_ip") or 200
     count = min(200, limit - 5)
     mode = "plain" if target.pop3 else "implicit"
-    socks: list[socket.socket] = []
+    clients: list[Pop3Client] = []
     refused = False
     try:
         for i in range(count):
-            sock, line = open_raw(target, mode, timeout=10)
+            client, line = open_raw(target, mode, timeout=10)
             if not line.startswith(b"+OK"):
                 # An external target's per-address limit is unknown here:
                 # stop at the first refusal (D3 judges the limit itself).
-                sock.close()
+                client.close()
                 refused = True
                 break
             if i % 2:
-                sock.sendall(b"USER nobody\r\n")
-            socks.append(sock)
-        if refused and socks:
-            _rst(socks.pop())  # one slot below the limit for the logged-in holder
+                client.send_raw(b"USER nobody\r\n")
+            clients.append(client)
+        if refused and clients:
+            clients.pop().reset()  # one slot below the limit for the logged-in holder
         reached = " (the server's per-address limit reached)" if refused else ""
-        observe(request, f"{len(socks)} connections open{reached}")
+        observe(request, f"{len(clients)} connections open{reached}")
         holder = login_when_unlocked(pop, target)
         if holder.stat()[0]:
             holder.dele(1)  # reset below without QUIT: must remove nothing (the guard checks)
-        assert holder.sock is not None
-        socks.append(holder.sock)
-        holder.sock = None
+        clients.append(holder)
     finally:
         # Reset everything, also when the case failed half-way: leaked
-        # sockets would count against the limit for every later case.
-        for sock in socks:
-            _rst(sock)
+        # connections would count against the limit for every later case.
+        for client in clients:
+            client.reset()
     line = _greeting_after_reset(target, mode)
     expect(line.startswith(b"+OK"), "greeting right after the mass reset", expected="+OK", actual=line)
 
@@ -236,8 +227,7 @@ def test_stalled_big_retr_keeps_memory_bounded(pop, target, request):
         client = login_when_unlocked(pop, target)
         sizes = client.list()
         number = max(sizes, key=lambda n: sizes[n])
-        assert client.sock is not None
-        client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.set_receive_buffer(4096)
         client.send_raw(b"RETR %d\r\n" % number)
         expect(client.read_line().startswith(b"+OK"), "RETR status", expected="+OK", actual="")
         time.sleep(3)
@@ -252,8 +242,7 @@ def test_stalled_big_retr_keeps_memory_bounded(pop, target, request):
             expected="< 50 MiB growth",
             actual=f"{grown / 2**20:.0f} MiB",
         )
-        _rst(client.sock)
-        client.sock = None
+        client.reset()
     finally:
         time.sleep(0.5)
         path.unlink(missing_ok=True)

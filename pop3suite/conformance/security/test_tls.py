@@ -10,14 +10,11 @@ T9 rfc8314/4.1/weak-suites-refused.  Here: T6 and T10.
 from __future__ import annotations
 
 import contextlib
-import socket
 import ssl
 import time
 
 from pop3suite.conformance.case import MUST, SHOULD, case, expect, observe, unimplemented
-from pop3suite.conformance.helpers import sasl_mechanisms
-
-from .probe import closed_within
+from pop3suite.conformance.helpers import cleartext_to_pop3s, sasl_mechanisms
 
 
 @case(
@@ -88,9 +85,8 @@ def test_stalled_handshakes_do_not_block_service(pop, target, request):
     stalled = []
     try:
         for _ in range(STALLED):
-            sock = socket.create_connection((target.pop3s.host, target.pop3s.port), timeout=10)
-            sock.sendall(half)
-            stalled.append(sock)
+            stalled.append(cleartext_to_pop3s(target))
+            stalled[-1].send_raw(half)
         started = time.monotonic()
         client = pop("implicit", login=True, timeout=15)
         expect(
@@ -113,7 +109,7 @@ def test_stalled_handshakes_do_not_block_service(pop, target, request):
             return
         deadline = started + limit + 5
         open_left = sum(
-            1 for sock in stalled if closed_within(sock, max(0.1, deadline - time.monotonic())) is None
+            1 for client in stalled if not client.closed_within(max(0.1, deadline - time.monotonic()))
         )
         observe(request, f"{STALLED} stalled handshakes; new client served in {took:.1f} s")
         expect(
@@ -123,5 +119,5 @@ def test_stalled_handshakes_do_not_block_service(pop, target, request):
             actual=f"{open_left} open",
         )
     finally:
-        for sock in stalled:
-            sock.close()
+        for client in stalled:
+            client.close()
