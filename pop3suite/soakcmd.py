@@ -37,8 +37,6 @@ import random
 import re
 import signal
 import smtplib
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -50,7 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pop3suite.client import Pop3Client
+    pass
 
 EXIT_USAGE = 2
 PASSWORD = "soak-secret"
@@ -428,7 +426,7 @@ class Soak:
                 if fault < 0.03 and number == numbers[0]:
                     pop.send_raw(b"RETR %d\r\n" % number)
                     pop.read_line()
-                    _reset(pop)  # RST in the middle of RETR: nothing may be removed
+                    pop.reset()  # RST in the middle of RETR: nothing may be removed
                     self.counters.fault("reset-in-retr")
                     return
                 sink = RetrSink()
@@ -440,7 +438,7 @@ class Soak:
             quit_sent = True
             if numbers and 0.03 <= fault < 0.06:
                 pop.send_raw(b"QUIT\r\n")
-                _reset(pop)  # RST while UPDATE runs: all or none may be removed
+                pop.reset()  # RST while UPDATE runs: all or none may be removed
                 self.counters.fault("reset-in-update")
                 unknown.setdefault(account, {}).update(retrieved)
                 return
@@ -498,11 +496,3 @@ def _drop(smtp: smtplib.SMTP | None) -> None:
         with contextlib.suppress(smtplib.SMTPException, OSError):
             smtp.close()
     return None
-
-
-def _reset(pop: Pop3Client) -> None:
-    """Abort with a TCP RST (SO_LINGER 0) instead of a FIN: the fault a
-    crashing client or a middlebox produces."""
-    if pop.sock is not None:
-        pop.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    pop.close()
