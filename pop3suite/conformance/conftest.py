@@ -191,7 +191,7 @@ def pop(
     ) -> Pop3Client:
         mode = mode or home_mode(target, capabilities)
         if mode == "implicit" and target.pop3s is None:
-            unimplemented("no implicit-TLS endpoint (give --pop3s URL)")
+            unimplemented("no implicit-TLS endpoint (give --pop3s URL; pytest: --pop3-pop3s)")
         if mode in ("plain", "stls") and target.pop3 is None:
             unimplemented("no plain POP3 endpoint")
         if mode == "stls" and "STLS" not in capabilities:
@@ -240,7 +240,10 @@ def scratch(seeder: Seeder, target: Target) -> Callable[[int], list[str]]:
 
     def deliver(count: int = 1) -> list[str]:
         if not seeder.can_deliver:
-            unimplemented("no delivery route for scratch messages (--seed smtp with --smtp, maildir:, exec:)")
+            unimplemented(
+                "no delivery route for scratch messages "
+                "(--seed smtp with --smtp, maildir:, exec:; pytest: --pop3-seed)"
+            )
         return seeder.deliver_scratch(count)
 
     return deliver

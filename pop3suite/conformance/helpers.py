@@ -168,7 +168,7 @@ def cleartext_to_pop3s(target: Target, timeout: float = 10.0) -> Pop3Client:
     greeting in clear, plaintext POP3, half a ClientHello that stalls.
     """
     if target.pop3s is None:
-        unimplemented("no implicit-TLS endpoint (give --pop3s URL)")
+        unimplemented("no implicit-TLS endpoint (give --pop3s URL; pytest: --pop3-pop3s)")
     client = Pop3Client(target.pop3s.host, target.pop3s.port, timeout=timeout)
     client.connect_without_greeting()
     return client
@@ -312,7 +312,7 @@ def apop_account(target: Target) -> Credentials:
     Exists because APOP is off for ordinary accounts on most servers.
     """
     if target.apop_user is None:
-        unimplemented("no APOP account given (--apop-user USER:PASS)")
+        unimplemented("no APOP account given (--apop-user USER:PASS; pytest: --pop3-apop-user)")
     return target.apop_user
 
 

@@ -207,7 +207,7 @@ def expectations(config: pytest.Config) -> dict[str, str]:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Pre-flight (pop3suite/preflight.py) before any case, only when a
+    """Pre-flight (pop3suite/target/preflight.py) before any case, only when a
     ``--pop3-`` option asked for it: ``--pop3-report`` is writable and an
     external target answers, is trusted and takes every login given.  A
     failure stops the run with one line and exit status 2, instead of a run

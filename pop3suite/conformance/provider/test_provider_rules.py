@@ -73,7 +73,10 @@ def test_declared_idle_timeout_is_two_minutes(target, request):
     if target.profile != "provider":
         unimplemented("a provider rule: run with --profile provider")
     if target.idle_timeout is None:
-        unimplemented("the server's idle timeout is not known (give --idle-timeout SECONDS)")
+        unimplemented(
+            "the server's idle timeout is not known "
+            "(give --idle-timeout SECONDS; pytest: --pop3-idle-timeout)"
+        )
     observe(request, f"declared idle timeout: {target.idle_timeout:g} s")
     expect_equal("declared idle timeout (s)", expected=PROVIDER_IDLE_TIMEOUT, actual=target.idle_timeout)
 
@@ -105,13 +108,16 @@ def test_apop_off_for_ordinary_account(pop, target):
 
 def _smtp_endpoint(target):
     if target.smtp is None:
-        unimplemented("no SMTP endpoint (give --smtp smtp://HOST:PORT)")
+        unimplemented("no SMTP endpoint (give --smtp smtp://HOST:PORT; pytest: --pop3-smtp)")
     return target.smtp
 
 
 def _second_address(target):
     if target.source_address is None:
-        unimplemented("needs a client address without a POP login (give --source-address, e.g. 127.0.0.2)")
+        unimplemented(
+            "needs a client address without a POP login "
+            "(give --source-address, e.g. 127.0.0.2; pytest: --pop3-source-address)"
+        )
     return target.source_address
 
 

@@ -36,7 +36,10 @@ def _idle_timeout(target) -> float:
     """T, or UNIMPLEMENTED when it is unknown or too long for this run."""
     timeout = target.idle_timeout
     if timeout is None:
-        unimplemented("the server's idle timeout is not known (give --idle-timeout SECONDS)")
+        unimplemented(
+            "the server's idle timeout is not known "
+            "(give --idle-timeout SECONDS; pytest: --pop3-idle-timeout)"
+        )
     if target.fast and timeout > FAST_LIMIT:
         unimplemented(f"idle timeout {timeout:g} s is too long for --fast")
     return timeout

@@ -81,7 +81,7 @@ def _open_tls(target: Target, capabilities: dict[str, str], mode: str, context: 
     (``ssl.SSLError`` included) if refused."""
     if mode == "implicit":
         if target.pop3s is None:
-            unimplemented("no implicit-TLS endpoint (give --pop3s URL)")
+            unimplemented("no implicit-TLS endpoint (give --pop3s URL; pytest: --pop3-pop3s)")
     else:
         if target.pop3 is None:
             unimplemented("no plain POP3 endpoint")
@@ -132,7 +132,7 @@ def _pop3_inside(client: Pop3Client, mode: str) -> bytes:
 def test_greeting_comes_inside_tls(pop, target):
     """On the POP3S port nothing comes in clear; the ``+OK`` greeting comes inside TLS, in AUTHORIZATION."""
     if target.pop3s is None:
-        unimplemented("no implicit-TLS endpoint (give --pop3s URL)")
+        unimplemented("no implicit-TLS endpoint (give --pop3s URL; pytest: --pop3-pop3s)")
     with cleartext_to_pop3s(target) as raw:
         try:
             early = raw.receive_within(0.5)
@@ -171,7 +171,7 @@ def test_greeting_comes_inside_tls(pop, target):
 def test_plaintext_on_implicit_port_never_answered(target):
     """``USER x`` sent in clear to the POP3S port never gets ``+OK`` (a close, an alert or garbage)."""
     if target.pop3s is None:
-        unimplemented("no implicit-TLS endpoint (give --pop3s URL)")
+        unimplemented("no implicit-TLS endpoint (give --pop3s URL; pytest: --pop3-pop3s)")
     with cleartext_to_pop3s(target) as raw:
         raw.send_raw(b"USER x\r\n")
         data = raw.receive_for(2.0)
@@ -335,7 +335,7 @@ def _close_after_quit(target: Target, login: bool) -> str:
 def test_close_notify_after_quit(target, request):
     """Record whether the server sends a TLS close_notify before closing after QUIT (both states)."""
     if target.pop3s is None:
-        unimplemented("no implicit-TLS endpoint (give --pop3s URL)")
+        unimplemented("no implicit-TLS endpoint (give --pop3s URL; pytest: --pop3-pop3s)")
     for login, state in ((False, "AUTHORIZATION"), (True, "TRANSACTION")):
         outcome = _close_after_quit(target, login)
         observe(request, f"QUIT in {state}: {outcome}")

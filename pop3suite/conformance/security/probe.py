@@ -69,7 +69,10 @@ def clean_source(target: Target) -> str:
     ``--source-address``, or 127.0.0.2 for the embedded server."""
     address = target.source_address or ("127.0.0.2" if target.embedded else None)
     if address is None:
-        unimplemented("needs a client address without a POP login (give --source-address, e.g. 127.0.0.2)")
+        unimplemented(
+            "needs a client address without a POP login "
+            "(give --source-address, e.g. 127.0.0.2; pytest: --pop3-source-address)"
+        )
     try:
         with socket.socket() as probe:
             probe.bind((address, 0))

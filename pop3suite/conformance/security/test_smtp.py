@@ -20,7 +20,7 @@ from .probe import clean_source, read_line
 
 def _smtp_endpoint(target):
     if target.smtp is None:
-        unimplemented("no SMTP endpoint (give --smtp smtp://HOST:PORT)")
+        unimplemented("no SMTP endpoint (give --smtp smtp://HOST:PORT; pytest: --pop3-smtp)")
     return target.smtp
 
 

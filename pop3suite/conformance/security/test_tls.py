@@ -80,7 +80,7 @@ STALLED = 20
 def test_stalled_handshakes_do_not_block_service(pop, target, request):
     """Stalled half handshakes do not stop the server accepting and serving new clients."""
     if target.pop3s is None:
-        unimplemented("no implicit-TLS endpoint (give --pop3s URL)")
+        unimplemented("no implicit-TLS endpoint (give --pop3s URL; pytest: --pop3-pop3s)")
     half = _half_client_hello(target)
     stalled = []
     try:
