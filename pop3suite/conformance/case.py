@@ -44,6 +44,7 @@ import pytest
 
 from pop3suite.client import Pop3ClientError
 from pop3suite.proto.errors import MalformedResponse
+from pop3suite.proto.responses import Response
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -168,6 +169,18 @@ def expect(condition: bool, message: str, *, expected: object, actual: object) -
 def expect_equal(message: str, *, expected: object, actual: object) -> None:
     """Fail the case with Expected/Actual unless ``actual == expected``."""
     expect(actual == expected, message, expected=expected, actual=actual)
+
+
+def expect_err(reply: Response, message: str) -> None:
+    """Fail the case unless the server refused (``reply`` is not ``+OK``):
+    the one form of every "must get -ERR" check, so each shows the same
+    Expected/Actual."""
+    expect(not reply.ok, message, expected="-ERR", actual=reply.raw)
+
+
+def expect_ok(reply: Response, message: str) -> None:
+    """Fail the case unless the server accepted (``reply`` is ``+OK``)."""
+    expect(reply.ok, message, expected="+OK", actual=reply.raw)
 
 
 #: OSErrors that say the target could not be reached at all (not an answer

@@ -21,6 +21,8 @@ from pop3suite.conformance.case import (
     Outcome,
     expect,
     expect_equal,
+    expect_err,
+    expect_ok,
     is_suite_error,
 )
 from pop3suite.conformance.plugin import EXIT_CONFORMANT, EXIT_ERROR, EXIT_FAILED, grade, run_status
@@ -175,3 +177,18 @@ def test_writable_dir_refuses_a_file_and_a_path_under_a_file(tmp_path: Path) -> 
     assert not (tmp_path / "new").exists()
     with pytest.raises(preflight.PreflightError, match="is a directory"):
         preflight.writable_file(tmp_path, "--out")
+
+
+def test_expect_err_and_expect_ok_show_the_status_the_server_sent():
+    """The two status checks pass on the status they name and fail with the
+    server's own line as Actual."""
+    ok, err = parse_status_line(b"+OK fine\r\n"), parse_status_line(b"-ERR no\r\n")
+    expect_err(err, "refused")
+    expect_ok(ok, "accepted")
+    with pytest.raises(CaseFailure) as refused:
+        expect_err(ok, "DELE of a deleted message")
+    assert refused.value.message == "DELE of a deleted message"
+    assert refused.value.expected == "-ERR" and "+OK fine" in refused.value.actual
+    with pytest.raises(CaseFailure) as accepted:
+        expect_ok(err, "QUIT")
+    assert accepted.value.expected == "+OK" and "-ERR no" in accepted.value.actual

@@ -3,7 +3,7 @@ line lengths, keywords, unknown and misplaced commands."""
 
 from __future__ import annotations
 
-from pop3suite.conformance.case import MUST, case, expect
+from pop3suite.conformance.case import MUST, case, expect, expect_err
 from pop3suite.conformance.helpers import SERVER_CLOSED
 from pop3suite.proto.limits import MAX_RESPONSE_LINE
 
@@ -145,7 +145,7 @@ def test_unknown_and_invalid_commands_get_err(pop):
     client = pop()
     for command in ("FOO", "LIST x", "RETR", "TOP 1", "TOP 1 x", "DELE 0", "RETR 99999999999"):
         response = client.command(command, check=False)
-        expect(not response.ok, f"{command!r} must be refused", expected="-ERR", actual=response.raw)
+        expect_err(response, f"{command!r} must be refused")
     noop = client.command("NOOP", check=False)
     expect(noop.ok, "session still usable after bad commands", expected="+OK to NOOP", actual=noop.raw)
 
@@ -177,11 +177,11 @@ def test_commands_in_wrong_state_get_err(pop):
             client.close()
             client, refused = pop(login=False), 0
             response = client.command(command, check=False)
-        expect(not response.ok, f"{command} before login", expected="-ERR", actual=response.raw)
+        expect_err(response, f"{command} before login")
         refused += 1
     client.close()
     client = pop()  # log in on a fresh connection: the one above may be spent
     for command in ("USER someone", "PASS something", "APOP someone " + "0" * 32):
         response = client.command(command, check=False)
-        expect(not response.ok, f"{command.split()[0]} after login", expected="-ERR", actual=response.raw)
+        expect_err(response, f"{command.split()[0]} after login")
     expect(client.command("NOOP", check=False).ok, "still in TRANSACTION", expected="+OK", actual="-ERR")

@@ -14,6 +14,8 @@ from pop3suite.conformance.case import (
     case,
     expect,
     expect_equal,
+    expect_err,
+    expect_ok,
     observe,
     unimplemented,
 )
@@ -65,12 +67,7 @@ def test_messages_numbered_one_to_n_in_decimal(pop, mailbox, mode):
     expect_equal("sizes add up to the STAT size", expected=total, actual=sum(sizes))
     for number in range(1, min(count, 20) + 1):
         response = client.command(f"LIST {number}", check=False)
-        expect(
-            response.ok,
-            f"message {number} is not marked deleted after login",
-            expected="+OK",
-            actual=response.raw,
-        )
+        expect_ok(response, f"message {number} is not marked deleted after login")
 
 
 @case(
@@ -106,7 +103,7 @@ def test_second_session_refused_or_listing_stable(pop, target, mailbox, capabili
         actual=_listing(first, capabilities),
     )
     noop = first.command("NOOP", check=False)
-    expect(noop.ok, "first session still usable", expected="+OK", actual=noop.raw)
+    expect_ok(noop, "first session still usable")
     first.quit()
     login_when_unlocked(pop, target)
 
@@ -197,7 +194,7 @@ def test_wrong_password_on_locked_maildrop_is_not_in_use(pop, target):
     # checks USER and AUTH; this case holds servers without RESP-CODES to it.
     busy = login_while_busy(pop, target, wrong_password())
     response = busy.reply
-    expect(not response.ok, "wrong password is refused", expected="-ERR", actual=response.raw)
+    expect_err(response, "wrong password is refused")
     expect(
         response.code_str != "IN-USE",
         "[IN-USE] only after correct credentials",
@@ -221,7 +218,7 @@ def test_retry_on_same_connection_after_failed_pass(pop, target, request):
     """After a failed PASS the connection stays open and USER/PASS with the right password works."""
     client = pop(login=False)
     failed = login_error(client, target.user.user, target.user.password + "-wrong")
-    expect(not failed.ok, "wrong password is refused", expected="-ERR", actual=failed.raw)
+    expect_err(failed, "wrong password is refused")
     try:
         client.user(target.user.user)
         response = client.pass_(target.user.password, check=False)
@@ -229,7 +226,7 @@ def test_retry_on_same_connection_after_failed_pass(pop, target, request):
         observe(request, f"the server closed the connection after a failed login (allowed): {error!r}")
         return
     observe(request, f"the connection stayed open; USER/PASS again: {response.raw!r}")
-    expect(response.ok, "second attempt on the same connection", expected="+OK", actual=response.raw)
+    expect_ok(response, "second attempt on the same connection")
 
 
 @pytest.mark.parametrize("when", ["after-greeting", "after-user", "after-failed-pass"])
@@ -252,7 +249,7 @@ def test_quit_in_authorization(pop, target, mailbox, capabilities, when):
         client.user(target.user.user)
     elif when == "after-failed-pass":
         failed = login_error(client, target.user.user, target.user.password + "-wrong")
-        expect(not failed.ok, "wrong password is refused", expected="-ERR", actual=failed.raw)
+        expect_err(failed, "wrong password is refused")
     try:
         response = client.command("QUIT", check=False)
     except SERVER_CLOSED:
@@ -261,7 +258,7 @@ def test_quit_in_authorization(pop, target, mailbox, capabilities, when):
         else:
             raise
     if response is not None:
-        expect(response.ok, "QUIT in AUTHORIZATION", expected="+OK", actual=response.raw)
+        expect_ok(response, "QUIT in AUTHORIZATION")
         rest = bytes_until_close(client)
         expect(
             rest is not None,

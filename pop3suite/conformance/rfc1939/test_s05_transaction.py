@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pop3suite.conformance.case import MUST, case, expect, expect_equal, unimplemented
+from pop3suite.conformance.case import MUST, case, expect, expect_equal, expect_err, expect_ok, unimplemented
 from pop3suite.conformance.helpers import expect_parses
 from pop3suite.proto import listing_reply, parse_drop_listing, parse_scan_line
 from pop3suite.target.fixtures import matches
@@ -134,7 +134,7 @@ def test_dele_marks_and_later_references_fail(pop, target):
     client.dele(1)
     for command in ("DELE 1", "RETR 1", "LIST 1"):
         response = client.command(command, check=False)
-        expect(not response.ok, f"{command} after DELE 1", expected="-ERR", actual=response.raw)
+        expect_err(response, f"{command} after DELE 1")
     after_count, _ = client.stat()
     expect_equal("STAT excludes the deleted message", expected=count - 1, actual=after_count)
     client.close()  # no QUIT: nothing may be removed
@@ -156,7 +156,7 @@ def test_dele_marks_and_later_references_fail(pop, target):
 def test_noop(pop, mode):
     """NOOP in TRANSACTION gets ``+OK``."""
     response = pop(mode).command("NOOP", check=False)
-    expect(response.ok, "NOOP", expected="+OK", actual=response.raw)
+    expect_ok(response, "NOOP")
 
 
 @case(

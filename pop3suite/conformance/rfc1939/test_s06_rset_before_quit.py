@@ -10,7 +10,7 @@ server (tests/broken_server, fault ``quit-ignores-rset``).
 
 from __future__ import annotations
 
-from pop3suite.conformance.case import MUST, case, expect, expect_equal
+from pop3suite.conformance.case import MUST, case, expect_equal, expect_ok
 from pop3suite.conformance.helpers import bytes_until_close, find_scratch, login_when_unlocked
 
 
@@ -34,7 +34,7 @@ def test_message_unmarked_by_rset_survives_quit(pop, target, mailbox, scratch):
     client.rset()
     client.dele(found[removed])
     response = client.command("QUIT", check=False)
-    expect(response.ok, "QUIT after DELE, RSET, DELE", expected="+OK", actual=response.raw)
+    expect_ok(response, "QUIT after DELE, RSET, DELE")
     bytes_until_close(client)
     client.close()
     after = login_when_unlocked(pop, target)

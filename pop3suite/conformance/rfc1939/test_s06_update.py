@@ -17,7 +17,7 @@ from collections import Counter
 import pytest
 
 from pop3suite.client import ConnectionClosed
-from pop3suite.conformance.case import MUST, case, expect, expect_equal, unimplemented
+from pop3suite.conformance.case import MUST, case, expect, expect_equal, expect_ok, unimplemented
 from pop3suite.conformance.helpers import (
     bytes_until_close,
     find_scratch,
@@ -64,9 +64,7 @@ def test_quit_removes_exactly_the_marked_messages(pop, target, mailbox, scratch)
     for nonce in nonces[:2]:
         client.dele(found[nonce])
     response = client.command("QUIT", check=False)
-    expect(
-        response.ok, "QUIT after DELE (-ERR only on a resource shortage)", expected="+OK", actual=response.raw
-    )
+    expect_ok(response, "QUIT after DELE (-ERR only on a resource shortage)")
     expect(
         bytes_until_close(client) is not None,
         "server closes the connection after QUIT",
@@ -104,7 +102,7 @@ def test_quit_releases_lock_and_closes(pop, target):
     """After ``+OK`` to QUIT the server closes the connection, and a new login succeeds at once."""
     client = pop()
     response = client.command("QUIT", check=False)
-    expect(response.ok, "QUIT in TRANSACTION", expected="+OK", actual=response.raw)
+    expect_ok(response, "QUIT in TRANSACTION")
     rest = bytes_until_close(client)
     expect(
         rest is not None,
@@ -116,12 +114,7 @@ def test_quit_releases_lock_and_closes(pop, target):
     again = pop(login=False)
     again.user(target.user.user)
     login = again.pass_(target.user.password, check=False)
-    expect(
-        login.ok,
-        "login right after the previous session's QUIT (lock released)",
-        expected="+OK",
-        actual=login.raw,
-    )
+    expect_ok(login, "login right after the previous session's QUIT (lock released)")
 
 
 def _abort(client, how):
@@ -228,7 +221,7 @@ def test_random_dele_rset_then_quit_removes_only_marked(pop, target, mailbox, sc
         if rng.random() < 0.2:
             steps.append("RSET")
             response = client.command("RSET", check=False)
-            expect(response.ok, f"RSET (seed {seed}, {steps})", expected="+OK", actual=response.raw)
+            expect_ok(response, f"RSET (seed {seed}, {steps})")
             marked.clear()
         else:
             nonce = rng.choice(nonces)
@@ -254,7 +247,7 @@ def test_random_dele_rset_then_quit_removes_only_marked(pop, target, mailbox, sc
         marked.add(nonces[0])
         steps.append(f"DELE {found[nonces[0]]}")
     response = client.command("QUIT", check=False)
-    expect(response.ok, "QUIT", expected="+OK", actual=response.raw)
+    expect_ok(response, "QUIT")
     client.close()
     after_client = login_when_unlocked(pop, target)
     after = inventory(after_client, mailbox)

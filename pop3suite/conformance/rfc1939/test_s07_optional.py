@@ -6,7 +6,18 @@ import re
 
 import pytest
 
-from pop3suite.conformance.case import INFO, MUST, SHOULD, case, expect, expect_equal, observe, unimplemented
+from pop3suite.conformance.case import (
+    INFO,
+    MUST,
+    SHOULD,
+    case,
+    expect,
+    expect_equal,
+    expect_err,
+    expect_ok,
+    observe,
+    unimplemented,
+)
 from pop3suite.conformance.conftest import login_error
 from pop3suite.conformance.helpers import (
     apop_account,
@@ -105,13 +116,13 @@ def test_top_refuses_bad_message_or_line_count(pop, need, mailbox):
         unimplemented("maildrop is empty")
     for command in (f"TOP {count + 1} 0", "TOP 0 0", "TOP 1 -1", "TOP 1", "TOP"):
         response = client.command(command, check=False)
-        expect(not response.ok, f"{command!r} must be refused", expected="-ERR", actual=response.raw)
+        expect_err(response, f"{command!r} must be refused")
     client.dele(1)
     response = client.command("TOP 1 0", check=False)
-    expect(not response.ok, "TOP of a message marked deleted", expected="-ERR", actual=response.raw)
+    expect_err(response, "TOP of a message marked deleted")
     client.rset()
     noop = client.command("NOOP", check=False)
-    expect(noop.ok, "session still usable", expected="+OK", actual=noop.raw)
+    expect_ok(noop, "session still usable")
 
 
 # ------------------------------------------------------------------ UIDL
@@ -210,9 +221,9 @@ def test_uidl_with_argument_is_one_line(pop, need, mailbox):
             expect(
                 False, f"UIDL {number} must be a single line", expected="+OK to the next NOOP", actual=error
             )
-        expect(noop.ok, f"nothing follows the UIDL {number} line", expected="+OK", actual=noop.raw)
+        expect_ok(noop, f"nothing follows the UIDL {number} line")
     response = client.command(f"UIDL {max(listing) + 1}", check=False)
-    expect(not response.ok, "UIDL of a nonexistent message", expected="-ERR", actual=response.raw)
+    expect_err(response, "UIDL of a nonexistent message")
 
 
 @case(
@@ -235,7 +246,7 @@ def test_uidl_excludes_deleted(pop, need, mailbox):
     expected = {n: uid for n, uid in listing.items() if n != 1}
     expect_equal("UIDL after DELE 1", expected=expected, actual=client.uidl())
     response = client.command("UIDL 1", check=False)
-    expect(not response.ok, "UIDL 1 after DELE 1", expected="-ERR", actual=response.raw)
+    expect_err(response, "UIDL 1 after DELE 1")
     client.rset()
     expect_equal("UIDL after RSET", expected=listing, actual=client.uidl())
 
@@ -311,7 +322,7 @@ def test_uidl_not_reused_after_delete(pop, need, target, mailbox, scratch):
         previous = uid
         client.dele(found[nonce])
         response = client.command("QUIT", check=False)
-        expect(response.ok, "QUIT after DELE of the scratch message", expected="+OK", actual=response.raw)
+        expect_ok(response, "QUIT after DELE of the scratch message")
         client.close()
 
 
@@ -332,7 +343,7 @@ def test_pass_without_user_is_refused(pop, target):
     """``PASS`` with the right password but no USER gets ``-ERR`` and does not log in."""
     client = pop(login=False)
     response = client.pass_(target.user.password, check=False)
-    expect(not response.ok, "PASS before any USER", expected="-ERR", actual=response.raw)
+    expect_err(response, "PASS before any USER")
     stat = reply_unless_closed(client, "STAT")
     if stat is None:
         return  # RFC 1939 §4: the server may close after a failed authentication command
@@ -355,23 +366,18 @@ def test_pass_after_intervening_command_or_failed_pass(pop, target, request):
     """PASS after a failed PASS (no new USER) or after ``USER, NOOP`` is refused."""
     client = pop(login=False)
     failed = login_error(client, target.user.user, target.user.password + "-wrong")
-    expect(not failed.ok, "wrong password is refused", expected="-ERR", actual=failed.raw)
+    expect_err(failed, "wrong password is refused")
     # None: RFC 1939 §4 lets the server close after a failed authentication command.
     second = reply_unless_closed(client, f"PASS {target.user.password}")
     observe(request, f"PASS after a failed PASS: {second.raw if second else 'connection closed'!r}")
     if second is not None:
-        expect(
-            not second.ok,
-            "PASS again after a failed PASS without a new USER",
-            expected="-ERR",
-            actual=second.raw,
-        )
+        expect_err(second, "PASS again after a failed PASS without a new USER")
     other = pop(login=False)
     other.user(target.user.user)
     other.command("NOOP", check=False)
     response = other.pass_(target.user.password, check=False)
     observe(request, f"PASS after USER, NOOP: {response.raw!r}")
-    expect(not response.ok, "PASS after USER and another command", expected="-ERR", actual=response.raw)
+    expect_err(response, "PASS after USER and another command")
 
 
 @case(
@@ -390,14 +396,14 @@ def test_failed_pass_keeps_authorization_state(pop, target):
     """A wrong password gets ``-ERR``; the session is not logged in, and a correct USER/PASS then works."""
     client = pop(login=False)
     failed = login_error(client, target.user.user, target.user.password + "-wrong")
-    expect(not failed.ok, "wrong password is refused", expected="-ERR", actual=failed.raw)
+    expect_err(failed, "wrong password is refused")
     stat = reply_unless_closed(client, "STAT")
     if stat is None:
         return  # RFC 1939 §4: the server may close after a failed login
     expect(not stat.ok, "not in TRANSACTION after a failed PASS", expected="-ERR to STAT", actual=stat.raw)
     client.user(target.user.user)
     response = client.pass_(target.user.password, check=False)
-    expect(response.ok, "correct USER/PASS after a failed one", expected="+OK", actual=response.raw)
+    expect_ok(response, "correct USER/PASS after a failed one")
     stat = client.command("STAT", check=False)
     expect(stat.ok, "in TRANSACTION now", expected="+OK to STAT", actual=stat.raw)
 
@@ -497,7 +503,7 @@ def test_apop_right_digest_logs_in_wrong_digest_does_not(pop, target):
     client, timestamp = apop_greeting(pop, target)
     wrong = apop_digest(timestamp, account.password + "-wrong")
     response = client.command(f"APOP {account.user} {wrong}", check=False)
-    expect(not response.ok, "APOP with a wrong digest", expected="-ERR", actual=response.raw)
+    expect_err(response, "APOP with a wrong digest")
     stat = reply_unless_closed(client, "STAT")  # None: RFC 1939 §4 lets the server close
     if stat is not None:
         expect(
@@ -508,7 +514,7 @@ def test_apop_right_digest_logs_in_wrong_digest_does_not(pop, target):
         )
     client.close()
     client, _, response = apop_login(pop, target, account)
-    expect(response.ok, "APOP with the right digest", expected="+OK", actual=response.raw)
+    expect_ok(response, "APOP with the right digest")
     stat = client.command("STAT", check=False)
     expect(stat.ok, "in TRANSACTION after APOP", expected="+OK to STAT", actual=stat.raw)
     client.quit()
@@ -530,7 +536,7 @@ def test_apop_digest_from_previous_greeting_is_refused(pop, target):
     """A digest that logged in once is refused on the next connection (replay)."""
     account = apop_account(target)
     client, digest, response = apop_login(pop, target, account)
-    expect(response.ok, "APOP with the right digest", expected="+OK", actual=response.raw)
+    expect_ok(response, "APOP with the right digest")
     quit_and_wait(client)
     replay, _ = apop_greeting(pop, target)
     response = replay.command(f"APOP {account.user} {digest}", check=False)
@@ -559,6 +565,4 @@ def test_apop_upper_case_digest(pop, target, request):
     digest = apop_digest(timestamp, account.password).upper()
     response = client.command(f"APOP {account.user} {digest}", check=False)
     observe(request, f"APOP with an upper-case hex digest: {response.raw!r}")
-    expect(
-        not response.ok, "upper-case hex digest (lenient if accepted)", expected="-ERR", actual=response.raw
-    )
+    expect_err(response, "upper-case hex digest (lenient if accepted)")

@@ -10,7 +10,17 @@ from collections.abc import Callable
 import pytest
 
 from pop3suite.client import Body
-from pop3suite.conformance.case import INFO, MUST, SHOULD, case, expect, expect_equal, observe, unimplemented
+from pop3suite.conformance.case import (
+    INFO,
+    MUST,
+    SHOULD,
+    case,
+    expect,
+    expect_equal,
+    expect_ok,
+    observe,
+    unimplemented,
+)
 from pop3suite.conformance.conftest import login_error
 from pop3suite.conformance.helpers import (
     bracket_is_code,
@@ -199,9 +209,9 @@ def _probe_uidl(pop, target, args):
 def _probe_user(pop, target, args):
     client = pop(login=False)
     user = client.command(f"USER {target.user.user}", check=False)
-    expect(user.ok, "USER is accepted", expected="+OK", actual=user.raw)
+    expect_ok(user, "USER is accepted")
     response = client.pass_(target.user.password, check=False)
-    expect(response.ok, "USER/PASS logs in", expected="+OK", actual=response.raw)
+    expect_ok(response, "USER/PASS logs in")
 
 
 def _probe_sasl(pop, target, args):
@@ -211,14 +221,14 @@ def _probe_sasl(pop, target, args):
         unimplemented(f"the suite runs SASL PLAIN only; advertised: {args} (see rfc5034/6)")
     client = pop(login=False)
     response = client.auth_plain(target.user.user, target.user.password, check=False)
-    expect(response.ok, "AUTH PLAIN with the right credentials logs in", expected="+OK", actual=response.raw)
+    expect_ok(response, "AUTH PLAIN with the right credentials logs in")
 
 
 def _probe_stls(pop, target, args):
     client = pop("stls", login=False)
     expect(client.tls_active, "STLS starts TLS", expected="TLS active", actual="cleartext")
     response = client.command("CAPA", check=False)
-    expect(response.ok, "CAPA inside TLS", expected="+OK", actual=response.raw)
+    expect_ok(response, "CAPA inside TLS")
     client.read_body()
 
 
@@ -238,7 +248,7 @@ def _probe_pipelining(pop, target, args):
         "first reply answers STAT",
         expected="+OK n size",
     )
-    expect(noop.ok, "second reply answers NOOP", expected="+OK", actual=noop.raw)
+    expect_ok(noop, "second reply answers NOOP")
 
 
 def _probe_resp_codes(pop, target, args):
@@ -285,7 +295,7 @@ def _probe_auth_resp_code(pop, target, args):
 def _probe_utf8(pop, target, args):
     client = pop(login=False)
     response = client.command("UTF8", check=False)
-    expect(response.ok, "UTF8 in AUTHORIZATION", expected="+OK", actual=response.raw)
+    expect_ok(response, "UTF8 in AUTHORIZATION")
 
 
 def _probe_lang(pop, target, args):

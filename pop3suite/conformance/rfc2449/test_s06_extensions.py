@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import re
 
-from pop3suite.conformance.case import MUST, SHOULD, case, expect, expect_equal, unimplemented
+from pop3suite.conformance.case import (
+    MUST,
+    SHOULD,
+    case,
+    expect,
+    expect_equal,
+    expect_err,
+    expect_ok,
+    unimplemented,
+)
 from pop3suite.conformance.conftest import login_error
 from pop3suite.conformance.helpers import (
     bracket_is_code,
@@ -159,7 +168,7 @@ def test_pipelined_commands_answered_in_order(pop, need, mailbox):
         expect_equal(f"RETR {number} body", expected=message, actual=client.read_body()[0])
         step = "NOOP"
         response = client.read_response()
-        expect(response.ok, "fifth reply answers NOOP", expected="+OK", actual=response.raw)
+        expect_ok(response, "fifth reply answers NOOP")
     except TimeoutError:
         expect(
             False,
@@ -232,7 +241,7 @@ def test_in_use_only_after_successful_authentication(pop, target, capabilities, 
     busy = login_while_busy(pop, target, wrong_password())
     other, user, wrong = busy.client, busy.user, busy.reply
     expect(response_code(user) != "IN-USE", "USER never carries [IN-USE]", expected="+OK", actual=user.raw)
-    expect(not wrong.ok, "wrong password refused", expected="-ERR", actual=wrong.raw)
+    expect_err(wrong, "wrong password refused")
     expect(
         response_code(wrong) != "IN-USE",
         "[IN-USE] after a wrong password reveals the password",

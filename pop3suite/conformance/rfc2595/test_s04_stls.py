@@ -10,7 +10,17 @@ import ssl
 import pytest
 
 from pop3suite.client import ConnectionClosed, ErrResponse, Pop3Client
-from pop3suite.conformance.case import INFO, MAY, MUST, SHOULD, case, expect, observe, unimplemented
+from pop3suite.conformance.case import (
+    INFO,
+    MAY,
+    MUST,
+    SHOULD,
+    case,
+    expect,
+    expect_err,
+    observe,
+    unimplemented,
+)
 from pop3suite.conformance.helpers import SERVER_CLOSED, capa
 
 #: How long to wait for bytes the server should not send (security-probes T1).
@@ -73,7 +83,7 @@ def test_stls_after_login_refused(pop, capabilities, need):
         unimplemented("no cleartext USER/PASS: TRANSACTION cannot be reached without TLS")
     client = pop("plain")
     response = client.command("STLS", check=False)
-    expect(not response.ok, "STLS after login must be refused", expected="-ERR", actual=response.raw)
+    expect_err(response, "STLS after login must be refused")
     noop = client.command("NOOP", check=False)
     expect(noop.ok, "the cleartext session is still usable", expected="+OK to NOOP", actual=noop.raw)
 
@@ -102,7 +112,7 @@ def test_user_before_stls_is_forgotten(pop, target, need):
     except ErrResponse as error:  # GNU Mailutils: STLS only before USER
         unimplemented(f"STLS after USER is refused ({error.response.raw!r}); nothing to carry over")
     response = client.pass_(target.user.password, check=False)
-    expect(not response.ok, "PASS without a USER given inside TLS", expected="-ERR", actual=response.raw)
+    expect_err(response, "PASS without a USER given inside TLS")
     stat = client.command("STAT", check=False)
     expect(not stat.ok, "still in AUTHORIZATION (nobody logged in)", expected="-ERR to STAT", actual=stat.raw)
     client.login(target.user.user, target.user.password)
@@ -123,7 +133,7 @@ def test_stls_with_tls_active_refused(pop, target, mode, request):
     client = pop(mode, login=False)
     response = client.command("STLS", check=False)
     observe(request, f"STLS with TLS active: {response.raw!r}")
-    expect(not response.ok, "STLS with TLS already active", expected="-ERR", actual=response.raw)
+    expect_err(response, "STLS with TLS already active")
     client.login(target.user.user, target.user.password)
 
 

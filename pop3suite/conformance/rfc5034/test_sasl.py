@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pop3suite.client import ConnectionClosed, Pop3Client
-from pop3suite.conformance.case import INFO, MUST, case, expect, observe, unimplemented
+from pop3suite.conformance.case import INFO, MUST, case, expect, expect_err, expect_ok, observe, unimplemented
 from pop3suite.conformance.helpers import capa, capa_mode, sasl_mechanisms
 from pop3suite.proto import Response, cram_md5_response, sasl_encode, sasl_plain_encode
 from pop3suite.target.model import Target
@@ -59,7 +59,7 @@ def test_unsupported_mechanism_refused(pop, target, capabilities):
     """``AUTH X-POP3SUITE-UNKNOWN`` gets ``-ERR`` at once, not a challenge."""
     client, _ = sasl_client(pop, target, capabilities, mechanism=None)
     response = _auth(client, "AUTH X-POP3SUITE-UNKNOWN")
-    expect(not response.ok, "unsupported mechanism", expected="-ERR", actual=response.raw)
+    expect_err(response, "unsupported mechanism")
 
 
 @case(
@@ -84,9 +84,9 @@ def test_star_cancels_and_session_stays_usable(pop, target, capabilities):
         actual=challenge.raw,
     )
     cancelled = client.command("*", check=False)
-    expect(not cancelled.ok, "'*' cancels the exchange", expected="-ERR", actual=cancelled.raw)
+    expect_err(cancelled, "'*' cancels the exchange")
     again = client.auth_plain(target.user.user, target.user.password, check=False)
-    expect(again.ok, "the session is still usable after the cancel", expected="+OK", actual=again.raw)
+    expect_ok(again, "the session is still usable after the cancel")
 
 
 @case(
@@ -104,7 +104,7 @@ def test_undecodable_base64_refused(pop, target, capabilities):
     """``AUTH PLAIN !!!!`` and a ``%%%%`` response to the challenge both get ``-ERR``; login still works."""
     client, _ = sasl_client(pop, target, capabilities)
     initial = _auth(client, "AUTH PLAIN !!!!")
-    expect(not initial.ok, "undecodable initial response", expected="-ERR", actual=initial.raw)
+    expect_err(initial, "undecodable initial response")
     challenge = client.command("AUTH PLAIN", check=False)
     expect(
         challenge.continuation,
@@ -115,9 +115,9 @@ def test_undecodable_base64_refused(pop, target, capabilities):
     response = client.command("%%%%", check=False)
     if response.continuation:
         client.command("*", check=False)
-    expect(not response.ok, "undecodable client response", expected="-ERR", actual=response.raw)
+    expect_err(response, "undecodable client response")
     login = client.auth_plain(target.user.user, target.user.password, check=False)
-    expect(login.ok, "the session is still usable", expected="+OK", actual=login.raw)
+    expect_ok(login, "the session is still usable")
 
 
 @case(
@@ -133,12 +133,7 @@ def test_equals_sign_is_an_empty_initial_response(pop, target, capabilities):
     """``AUTH PLAIN =`` is an (invalid, empty) PLAIN message: a final ``-ERR``, not a challenge."""
     client, _ = sasl_client(pop, target, capabilities)
     response = _auth(client, "AUTH PLAIN =")
-    expect(
-        not response.ok,
-        "'=' is an empty initial response, not a missing one (PLAIN cannot accept it)",
-        expected="-ERR",
-        actual=response.raw,
-    )
+    expect_err(response, "'=' is an empty initial response, not a missing one (PLAIN cannot accept it)")
 
 
 @case(
@@ -160,9 +155,7 @@ def test_missing_initial_response_gets_empty_challenge(pop, target, capabilities
     if not challenge.continuation:
         return
     response = client.command(sasl_plain_encode(target.user.user, target.user.password), check=False)
-    expect(
-        response.ok, "PLAIN message after the empty challenge logs in", expected="+OK", actual=response.raw
-    )
+    expect_ok(response, "PLAIN message after the empty challenge logs in")
 
 
 @case(
@@ -180,9 +173,9 @@ def test_auth_after_login_refused(pop, target, capabilities):
     client, _ = sasl_client(pop, target, capabilities)
     token = sasl_plain_encode(target.user.user, target.user.password)
     first = client.command(f"AUTH PLAIN {token}", check=False)
-    expect(first.ok, "first AUTH PLAIN logs in", expected="+OK", actual=first.raw)
+    expect_ok(first, "first AUTH PLAIN logs in")
     second = _auth(client, f"AUTH PLAIN {token}")
-    expect(not second.ok, "second AUTH after a successful one", expected="-ERR", actual=second.raw)
+    expect_err(second, "second AUTH after a successful one")
     stat = client.command("STAT", check=False)
     expect(stat.ok, "still in TRANSACTION", expected="+OK to STAT", actual=stat.raw)
     client.quit()
@@ -190,7 +183,7 @@ def test_auth_after_login_refused(pop, target, capabilities):
     if "USER" in capabilities:
         other = pop()
         after_pass = _auth(other, f"AUTH PLAIN {token}")
-        expect(not after_pass.ok, "AUTH after a USER/PASS login", expected="-ERR", actual=after_pass.raw)
+        expect_err(after_pass, "AUTH after a USER/PASS login")
 
 
 @case(
@@ -228,11 +221,9 @@ def test_long_continuation_lines_handled(pop, target, capabilities):
                 actual="connection closed",
             )
             raise
-        expect(
-            not response.ok, f"{name} ({len(line)} octets) is refused", expected="-ERR", actual=response.raw
-        )
+        expect_err(response, f"{name} ({len(line)} octets) is refused")
     login = client.auth_plain(target.user.user, target.user.password, check=False)
-    expect(login.ok, "the session is still usable", expected="+OK", actual=login.raw)
+    expect_ok(login, "the session is still usable")
 
 
 @case(
@@ -247,16 +238,11 @@ def test_plain_authenticates_both_ways(pop, target, capabilities):
     """Advertised PLAIN logs in with an initial response and after an empty challenge."""
     client, _ = sasl_client(pop, target, capabilities)
     response = client.auth_plain(target.user.user, target.user.password, check=False)
-    expect(response.ok, "AUTH PLAIN with initial response", expected="+OK", actual=response.raw)
+    expect_ok(response, "AUTH PLAIN with initial response")
     client.quit()
     client, _ = sasl_client(pop, target, capabilities)
     response = client.auth_plain(target.user.user, target.user.password, check=False, initial=False)
-    expect(
-        response.ok,
-        "AUTH PLAIN, then the PLAIN message after the challenge",
-        expected="+OK",
-        actual=response.raw,
-    )
+    expect_ok(response, "AUTH PLAIN, then the PLAIN message after the challenge")
 
 
 def _login_mechanism(client: Pop3Client, user: str, password: str) -> Response:
@@ -302,12 +288,7 @@ def test_other_advertised_mechanisms(pop, target, capabilities, request):
         if mechanism in _KNOWN:
             response = _KNOWN[mechanism](client, target.user.user, target.user.password)
             observe(request, f"AUTH {mechanism}: {response.raw!r}")
-            expect(
-                response.ok,
-                f"AUTH {mechanism} with the target credentials",
-                expected="+OK",
-                actual=response.raw,
-            )
+            expect_ok(response, f"AUTH {mechanism} with the target credentials")
             client.quit()
             continue
         response = _auth(client, f"AUTH {mechanism}")

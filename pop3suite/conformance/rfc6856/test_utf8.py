@@ -5,7 +5,18 @@ from __future__ import annotations
 
 import re
 
-from pop3suite.conformance.case import INFO, MUST, SHOULD, case, expect, expect_equal, observe, unimplemented
+from pop3suite.conformance.case import (
+    INFO,
+    MUST,
+    SHOULD,
+    case,
+    expect,
+    expect_equal,
+    expect_err,
+    expect_ok,
+    observe,
+    unimplemented,
+)
 from pop3suite.proto import parse_scan_line
 
 #: RFC 5646 language tag, loosely (the LANG listing also allows "*" ranges).
@@ -28,17 +39,15 @@ def test_utf8_command_in_authorization_only(pop, target, capabilities, need):
         unimplemented("USER/PASS is not offered on this connection")
     client = pop(login=False)
     response = client.command("UTF8", check=False)
-    expect(response.ok, "UTF8 in AUTHORIZATION", expected="+OK", actual=response.raw)
+    expect_ok(response, "UTF8 in AUTHORIZATION")
     client.login(target.user.user, target.user.password)
     again = client.command("UTF8", check=False)
-    expect(not again.ok, "UTF8 in TRANSACTION", expected="-ERR", actual=again.raw)
+    expect_err(again, "UTF8 in TRANSACTION")
     client.quit()  # release the maildrop
 
     other = pop()
     after_login = other.command("UTF8", check=False)
-    expect(
-        not after_login.ok, "UTF8 after login (never given before)", expected="-ERR", actual=after_login.raw
-    )
+    expect_err(after_login, "UTF8 after login (never given before)")
 
 
 @case(

@@ -15,7 +15,17 @@ import warnings
 import pytest
 
 from pop3suite.client import ConnectionClosed, Pop3Client
-from pop3suite.conformance.case import INFO, MUST, SHOULD, case, expect, expect_equal, observe, unimplemented
+from pop3suite.conformance.case import (
+    INFO,
+    MUST,
+    SHOULD,
+    case,
+    expect,
+    expect_equal,
+    expect_err,
+    observe,
+    unimplemented,
+)
 from pop3suite.conformance.helpers import cleartext_to_pop3s
 from pop3suite.proto import capability_arguments
 from pop3suite.target.model import Target
@@ -366,4 +376,4 @@ def test_stls_on_implicit_port(pop, request):
     expect("STLS" not in tags, "STLS advertised inside implicit TLS", expected="no STLS", actual=sorted(tags))
     response = client.command("STLS", check=False)
     observe(request, f"STLS there: {response.raw!r}")
-    expect(not response.ok, "STLS inside implicit TLS", expected="-ERR", actual=response.raw)
+    expect_err(response, "STLS inside implicit TLS")

@@ -12,7 +12,17 @@ import contextlib
 import re
 
 from pop3suite.client import Pop3Client
-from pop3suite.conformance.case import INFO, MUST, SHOULD, CaseFailure, case, expect, observe, unimplemented
+from pop3suite.conformance.case import (
+    INFO,
+    MUST,
+    SHOULD,
+    CaseFailure,
+    case,
+    expect,
+    expect_err,
+    observe,
+    unimplemented,
+)
 from pop3suite.conformance.helpers import SERVER_CLOSED, login_when_unlocked, reply_unless_closed
 from pop3suite.proto import Response, listing_reply, parse_drop_listing, parse_status_line
 from pop3suite.proto.errors import MalformedResponse
@@ -130,7 +140,7 @@ def test_format_strings_are_literal(pop, target):
         reply = reply_unless_closed(client, line)
         expect(reply is not None, f"{line}: still connected", expected="a reply", actual="closed")
         _check_reply(reply.raw, line)
-        expect(not reply.ok, line, expected="-ERR", actual=reply.raw)
+        expect_err(reply, line)
 
 
 BAD_NUMBERS = [
@@ -179,7 +189,7 @@ def test_malformed_message_numbers_are_refused(pop, target):
                 client.stat()[0] == count, "STAT in a new session", expected=count, actual=client.stat()[0]
             )
             reply = client.command(line, check=False)
-        expect(not reply.ok, line, expected="-ERR", actual=reply.raw)
+        expect_err(reply, line)
     count_now = client.stat()[0]
     expect(
         count_now == count, "STAT after the probes (nothing marked deleted)", expected=count, actual=count_now

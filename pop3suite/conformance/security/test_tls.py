@@ -13,7 +13,7 @@ import contextlib
 import ssl
 import time
 
-from pop3suite.conformance.case import MUST, SHOULD, case, expect, observe, unimplemented
+from pop3suite.conformance.case import MUST, SHOULD, case, expect, expect_err, observe, unimplemented
 from pop3suite.conformance.helpers import cleartext_to_pop3s, sasl_mechanisms
 
 
@@ -38,19 +38,12 @@ def test_cleartext_login_refused_where_policy_forbids_it(pop, target, capabiliti
     client = pop("plain", login=False)
     user = client.command(f"USER {target.user.user}", check=False)
     reply = client.pass_(target.user.password, check=False) if user.ok else user
-    expect(not reply.ok, "USER/PASS with the correct password without TLS", expected="-ERR", actual=reply.raw)
+    expect_err(reply, "USER/PASS with the correct password without TLS")
     if "PLAIN" in sasl_mechanisms(capabilities):
         plain = client.auth_plain(target.user.user, target.user.password, check=False)
-        expect(
-            not plain.ok,
-            "AUTH PLAIN with the correct password without TLS",
-            expected="-ERR",
-            actual=plain.raw,
-        )
+        expect_err(plain, "AUTH PLAIN with the correct password without TLS")
     stat = client.command("STAT", check=False)
-    expect(
-        not stat.ok, "STAT after the refused logins (still AUTHORIZATION)", expected="-ERR", actual=stat.raw
-    )
+    expect_err(stat, "STAT after the refused logins (still AUTHORIZATION)")
 
 
 def _half_client_hello(target) -> bytes:
