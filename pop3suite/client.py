@@ -348,31 +348,8 @@ class Pop3Client:
         """Everything the server sends until it closes, or None if it is
         still open after ``seconds``.  A reset (ECONNRESET, EPIPE) or a TLS
         EOF counts as the close; other errors propagate."""
-        received, self._buf = self._buf, b""
-        deadline = _monotonic() + seconds
-        sock = self._socket()
-        try:
-            while True:
-                left = deadline - _monotonic()
-                if left <= 0:
-                    return None
-                sock.settimeout(left)
-                try:
-                    chunk = sock.recv(_RECV_SIZE)
-                except TimeoutError:
-                    return None
-                except OSError as error:
-                    if _is_close(error):
-                        return received
-                    raise
-                if not chunk:
-                    return received
-                received += chunk
-        finally:
-            if received:
-                self.transcript.add("S", received)
-            if self.sock is sock:
-                sock.settimeout(self.timeout)
+        received, closed = self._receive_until_close(seconds, restart=False)
+        return received if closed else None
 
     def closed_within(self, seconds: float) -> bool:
         """True only if the server really closes within ``seconds``: EOF,
@@ -460,6 +437,118 @@ class Pop3Client:
     def transcript_text(self) -> str:
         """The wire transcript as ``C: ...``/``S: ...`` lines."""
         return self.transcript.render()
+
+    def read_until_close_or_idle(self, idle: float) -> tuple[bytes, bool]:
+        """Everything the server sends until it closes or is silent for
+        ``idle`` seconds, the wait starting again with each chunk:
+        ``(data, closed)``, buffered bytes first.
+
+        For closes that may follow a stream of replies (after QUIT, after
+        a hundred bad commands): unlike :meth:`read_until_close` a slow but
+        live server is not cut off by a total deadline.  A close is what
+        :meth:`closed_within` counts (EOF, reset, broken pipe, TLS EOF);
+        other errors propagate."""
+        return self._receive_until_close(idle, restart=True)
+
+    def receive_for(self, seconds: float) -> bytes:
+        """Everything that arrives within ``seconds`` (a total deadline),
+        buffered bytes first, ending early if the server closes (what
+        :meth:`closed_within` counts; other errors propagate): for "the
+        server never answers this" checks that judge whatever came."""
+        return self._receive_until_close(seconds, restart=False)[0]
+
+    def _receive_until_close(self, seconds: float, restart: bool) -> tuple[bytes, bool]:
+        received, self._buf = self._buf, b""
+        sock = self._socket()
+        deadline = _monotonic() + seconds
+        closed = False
+        try:
+            while (left := deadline - _monotonic()) > 0:
+                sock.settimeout(left)
+                chunk = sock.recv(_RECV_SIZE)
+                if not chunk:
+                    closed = True
+                    break
+                received += chunk
+                if restart:
+                    deadline = _monotonic() + seconds
+        except TimeoutError:
+            pass
+        except OSError as error:
+            if not _is_close(error):
+                raise
+            closed = True
+        finally:
+            if received:
+                self.transcript.add("S", received)
+            if self.sock is sock:
+                sock.settimeout(self.timeout)
+        return received, closed
+
+    def handshake(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        """The TLS handshake, now, on a plain connection whose STLS ``+OK``
+        the case has read itself (with :meth:`read_exact_line`), for probes
+        that send STLS with more behind it in one write (CVE-2011-0411).
+        Unlike :meth:`starttls` nothing is sent and no waiting plaintext is
+        dropped: it goes into the handshake, as it would for a real client.
+        Handshake errors propagate; the connection then stays plain."""
+        if self.tls_active:
+            raise Pop3ClientError("TLS is already active")
+        self._socket()
+        if ssl_context is not None:
+            self.ssl_context = ssl_context
+        self._wrap()
+
+    def connect_without_greeting(self) -> None:
+        """Open the TCP connection, and for ``tls="implicit"`` the TLS
+        session, but read nothing: for probes that judge what comes first
+        themselves (bytes in clear on the POP3S port, a handshake the server
+        must refuse, before any POP3).  ``"stls"`` is not upgraded here.
+        Connection and handshake errors propagate; call :meth:`close` then."""
+        self.open_tcp()
+        if self.tls == "implicit":
+            self.start_implicit_tls()
+
+    def tls_version(self) -> str | None:
+        """The negotiated TLS version (``"TLSv1.3"``), None without TLS."""
+        return self.sock.version() if isinstance(self.sock, ssl.SSLSocket) else None
+
+    def tls_cipher(self) -> str | None:
+        """The negotiated cipher suite's name, None without TLS."""
+        cipher = self.sock.cipher() if isinstance(self.sock, ssl.SSLSocket) else None
+        return cipher[0] if cipher else None
+
+    def tls_ending(self, idle: float, chunks: int = 16) -> TlsEnding:
+        """How the server ends the TLS session after its last reply (RFC
+        8314 §3.4 wants the close_notify alert before the TCP close):
+        ``"close_notify"`` (then EOF), ``"no close_notify"`` (a bare TCP
+        close), ``"data"`` (``chunks`` reads all brought data) or ``"open"``
+        (silent for ``idle`` seconds).  Data sent first is recorded.  The
+        client's context must not have ``ssl.OP_IGNORE_UNEXPECTED_EOF``
+        (else OpenSSL reports a bare close as close_notify).  A reset and
+        other errors propagate."""
+        sock = self._socket()
+        if not isinstance(sock, ssl.SSLSocket):
+            raise Pop3ClientError("TLS is not active")
+        if self._buf:
+            self.note_received(self._buf)
+            self._buf = b""
+            chunks -= 1
+        suppress, sock.suppress_ragged_eofs = sock.suppress_ragged_eofs, False
+        try:
+            with self._timeout(idle):
+                for _ in range(chunks):
+                    data = sock.recv(_RECV_SIZE)
+                    if not data:
+                        return "close_notify"
+                    self.note_received(data)
+                return "data"
+        except ssl.SSLEOFError:
+            return "no close_notify"
+        except TimeoutError:
+            return "open"
+        finally:
+            sock.suppress_ragged_eofs = suppress
 
     # ------------------------------------------------------------ commands
 
@@ -578,123 +667,6 @@ class Pop3Client:
                 self.read_until_close(wait)
         finally:
             self.close()
-
-    # ------------------------------------------------------------ probes for the conformance cases
-    #
-    # What the cases did by hand on ``sock`` before: each is one wire-level
-    # step, recorded in the transcript like the probes above.
-
-    def read_until_close_or_idle(self, idle: float) -> tuple[bytes, bool]:
-        """Everything the server sends until it closes or is silent for
-        ``idle`` seconds, the wait starting again with each chunk:
-        ``(data, closed)``, buffered bytes first.
-
-        For closes that may follow a stream of replies (after QUIT, after
-        a hundred bad commands): unlike :meth:`read_until_close` a slow but
-        live server is not cut off by a total deadline.  A close is what
-        :meth:`closed_within` counts (EOF, reset, broken pipe, TLS EOF);
-        other errors propagate."""
-        return self._receive_until_close(idle, restart=True)
-
-    def receive_for(self, seconds: float) -> bytes:
-        """Everything that arrives within ``seconds`` (a total deadline),
-        buffered bytes first, ending early if the server closes (what
-        :meth:`closed_within` counts; other errors propagate): for "the
-        server never answers this" checks that judge whatever came."""
-        return self._receive_until_close(seconds, restart=False)[0]
-
-    def _receive_until_close(self, seconds: float, restart: bool) -> tuple[bytes, bool]:
-        received, self._buf = self._buf, b""
-        sock = self._socket()
-        deadline = _monotonic() + seconds
-        closed = False
-        try:
-            while (left := deadline - _monotonic()) > 0:
-                sock.settimeout(left)
-                chunk = sock.recv(_RECV_SIZE)
-                if not chunk:
-                    closed = True
-                    break
-                received += chunk
-                if restart:
-                    deadline = _monotonic() + seconds
-        except TimeoutError:
-            pass
-        except OSError as error:
-            if not _is_close(error):
-                raise
-            closed = True
-        finally:
-            if received:
-                self.transcript.add("S", received)
-            if self.sock is sock:
-                sock.settimeout(self.timeout)
-        return received, closed
-
-    def handshake(self, ssl_context: ssl.SSLContext | None = None) -> None:
-        """The TLS handshake, now, on a plain connection whose STLS ``+OK``
-        the case has read itself (with :meth:`read_exact_line`), for probes
-        that send STLS with more behind it in one write (CVE-2011-0411).
-        Unlike :meth:`starttls` nothing is sent and no waiting plaintext is
-        dropped: it goes into the handshake, as it would for a real client.
-        Handshake errors propagate; the connection then stays plain."""
-        if self.tls_active:
-            raise Pop3ClientError("TLS is already active")
-        self._socket()
-        if ssl_context is not None:
-            self.ssl_context = ssl_context
-        self._wrap()
-
-    def connect_without_greeting(self) -> None:
-        """Open the TCP connection, and for ``tls="implicit"`` the TLS
-        session, but read nothing: for probes that judge what comes first
-        themselves (bytes in clear on the POP3S port, a handshake the server
-        must refuse, before any POP3).  ``"stls"`` is not upgraded here.
-        Connection and handshake errors propagate; call :meth:`close` then."""
-        self.open_tcp()
-        if self.tls == "implicit":
-            self.start_implicit_tls()
-
-    def tls_version(self) -> str | None:
-        """The negotiated TLS version (``"TLSv1.3"``), None without TLS."""
-        return self.sock.version() if isinstance(self.sock, ssl.SSLSocket) else None
-
-    def tls_cipher(self) -> str | None:
-        """The negotiated cipher suite's name, None without TLS."""
-        cipher = self.sock.cipher() if isinstance(self.sock, ssl.SSLSocket) else None
-        return cipher[0] if cipher else None
-
-    def tls_ending(self, idle: float, chunks: int = 16) -> TlsEnding:
-        """How the server ends the TLS session after its last reply (RFC
-        8314 §3.4 wants the close_notify alert before the TCP close):
-        ``"close_notify"`` (then EOF), ``"no close_notify"`` (a bare TCP
-        close), ``"data"`` (``chunks`` reads all brought data) or ``"open"``
-        (silent for ``idle`` seconds).  Data sent first is recorded.  The
-        client's context must not have ``ssl.OP_IGNORE_UNEXPECTED_EOF``
-        (else OpenSSL reports a bare close as close_notify).  A reset and
-        other errors propagate."""
-        sock = self._socket()
-        if not isinstance(sock, ssl.SSLSocket):
-            raise Pop3ClientError("TLS is not active")
-        if self._buf:
-            self.note_received(self._buf)
-            self._buf = b""
-            chunks -= 1
-        suppress, sock.suppress_ragged_eofs = sock.suppress_ragged_eofs, False
-        try:
-            with self._timeout(idle):
-                for _ in range(chunks):
-                    data = sock.recv(_RECV_SIZE)
-                    if not data:
-                        return "close_notify"
-                    self.note_received(data)
-                return "data"
-        except ssl.SSLEOFError:
-            return "no close_notify"
-        except TimeoutError:
-            return "open"
-        finally:
-            sock.suppress_ragged_eofs = suppress
 
 
 def apop_timestamp(greeting: Response | None) -> str | None:
