@@ -153,15 +153,9 @@ def run_preflight(args: argparse.Namespace) -> None:
         raise preflight.PreflightError(
             f'--target-file {args.target_file}: no url = "pop3://USER:PASS@HOST:PORT"'
         )
-    preflight.check_pop_target(
-        url,
-        url_flag="URL" if args.url else f"--target-file {args.target_file}: url",
-        pop3s=values.get("pop3s"),
-        apop_user=values.get("apop_user"),
-        second_user=values.get("second_user"),
-        cafile=values.get("cafile"),
-        insecure=bool(values.get("insecure")),
-        server_hostname=values.get("server_hostname"),
+    values["url"] = url
+    preflight.check_target_values(
+        values, url_flag="URL" if args.url else f"--target-file {args.target_file}: url"
     )
 
 

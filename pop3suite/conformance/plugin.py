@@ -221,15 +221,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         if option(config, "no_preflight") or is_embedded(config):
             return
         options = suite_options(config)
-        preflight.check_pop_target(
-            options["url"],
-            url_flag="--pop3-target" if option(config, "target") else "--pop3-target-file: url",
-            pop3s=options.get("pop3s"),
-            apop_user=options.get("apop_user"),
-            second_user=options.get("second_user"),
-            cafile=options.get("cafile"),
-            insecure=bool(options.get("insecure")),
-            server_hostname=options.get("server_hostname"),
+        preflight.check_target_values(
+            options, url_flag="--pop3-target" if option(config, "target") else "--pop3-target-file: url"
         )
     except (preflight.PreflightError, TargetError) as error:
         pytest.exit(f"pre-flight: {error}", returncode=EXIT_USAGE)

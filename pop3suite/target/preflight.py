@@ -24,10 +24,10 @@ import socket
 import ssl
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from pop3suite.client import (
@@ -370,6 +370,27 @@ def writable_file(path: str | Path, flag: str) -> Path:
     if path.exists() and not os.access(path, os.W_OK):
         raise PreflightError(f"{flag} {path}: not writable")
     return path
+
+
+def check_target_values(values: Mapping[str, Any], url_flag: str) -> None:
+    """:func:`check_pop_target` on a target given as option values (the
+    keys of ``--target-file``: ``url``, ``pop3s``, ``apop_user``,
+    ``second_user``, ``cafile``, ``insecure``, ``server_hostname``), the
+    one form ``pop3suite check`` and the pytest plugin both hold.
+
+    Raises:
+        PreflightError: the first problem, as one line naming its flag.
+    """
+    check_pop_target(
+        values["url"],
+        url_flag=url_flag,
+        pop3s=values.get("pop3s"),
+        apop_user=values.get("apop_user"),
+        second_user=values.get("second_user"),
+        cafile=values.get("cafile"),
+        insecure=bool(values.get("insecure")),
+        server_hostname=values.get("server_hostname"),
+    )
 
 
 def check_pop_target(
